@@ -1,0 +1,34 @@
+"""The built-in plugin: registers the chip catalog (``targets/*.toml``, shipped as package data)
+through the same hook any third-party plugin uses, plus the core exporters and backends."""
+from __future__ import annotations
+
+from importlib import resources
+
+from .hookspecs import hookimpl
+from .spec import load_target
+
+
+def catalog_files():
+    folder = resources.files("spikefit.targets")
+    return sorted((p for p in folder.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name)
+
+
+@hookimpl
+def register_targets(register):
+    for path in catalog_files():
+        with resources.as_file(path) as real:
+            register(load_target(real))
+
+
+@hookimpl
+def register_exporters(register):
+    from .nir_io import NirExporter
+
+    register(NirExporter())
+
+
+@hookimpl
+def register_backends(register):
+    from .emulator import EmulatorBackend
+
+    register(EmulatorBackend())

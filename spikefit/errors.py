@@ -1,0 +1,45 @@
+"""Error types. Every library error derives from :class:`SpikefitError`.
+
+The CLI prints a ``SpikefitError`` as one line and exits 2. Messages follow one format:
+what failed, the offending value, and how to fix it.
+"""
+from __future__ import annotations
+
+
+class SpikefitError(Exception):
+    """Base class of every error spikefit raises on purpose."""
+
+
+class SpecError(SpikefitError, ValueError):
+    """A target spec (TOML) is malformed or violates the schema."""
+
+
+class UnknownTargetError(SpikefitError, KeyError):
+    """A target name that no plugin registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginError(SpikefitError):
+    """A plugin failed to load or registered something invalid (e.g. a duplicate name)."""
+
+
+class ModelError(SpikefitError, ValueError):
+    """A model file or network description is missing, corrupt or unsupported."""
+
+
+class DatasetError(SpikefitError, ValueError):
+    """An unknown dataset or inputs that do not match the model."""
+
+
+class TrainingError(SpikefitError):
+    """The trainer cannot meet a target or cannot resume."""
+
+
+class ExportError(SpikefitError):
+    """A network cannot be expressed in an export format or backend."""
+
+
+class BackendError(SpikefitError):
+    """A backend is unavailable or failed while running."""

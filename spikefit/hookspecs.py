@@ -1,0 +1,50 @@
+"""Hook specifications: what a spikefit plugin may implement.
+
+Plugins are found through the entry-point group ``spikefit``. Each hook hands the plugin a
+``register`` callback; plugins call it and never build registries of their own.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("spikefit")
+hookimpl = HookimplMarker("spikefit")
+
+
+@hookspec
+def register_targets(register: Callable) -> None:
+    """Register chip targets.
+
+    :param register: call ``register(spec)`` with a :class:`spikefit.TargetSpec` for each chip,
+        e.g. ``register(spikefit.load_target(HERE / "chip.toml"))``. Names must be unique across plugins.
+    """
+
+
+@hookspec
+def register_exporters(register: Callable) -> None:
+    """Register export formats.
+
+    :param register: call ``register(exporter)``; an exporter has a ``name`` (e.g. ``"nir"``) and
+        ``export(network, path, target)`` that writes ``network`` for ``target`` (a TargetSpec or None).
+    """
+
+
+@hookspec
+def register_backends(register: Callable) -> None:
+    """Register simulation backends.
+
+    :param register: call ``register(backend)``; a backend has a ``name`` (e.g. ``"emulator"``) and
+        ``run(network, inputs) -> dict[str, ndarray]`` mapping population names to spikes (t, b, n)
+        for time-major inputs (t, b, n).
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``spikefit`` command line.
+
+    :param cli: the top-level click group; use ``@cli.command()``.
+    """

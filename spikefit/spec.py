@@ -1,0 +1,265 @@
+"""The abstract constraint interface: :class:`TargetSpec` and :func:`load_target`.
+
+A target spec declares a chip's limits in TOML (schema: ``docs/targets.md``). Every limit is
+optional: an omitted limit means unconstrained. Specs are validated on construction; errors name
+the offending key and value and say how to fix it.
+"""
+from __future__ import annotations
+
+import difflib
+import tomllib
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+from .network import SCOPES
+
+NEURON_MODELS = ("cuba-lif", "lif", "if")
+LAYER_KINDS = ("dense", "sparse", "conv2d", "sumpool2d", "avgpool2d", "flatten", "recurrent")
+WEIGHT_SCALING = ("layer", "chip", "none")
+SHARED_PARAMS = ("du", "dv", "vth")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hardware budgets. ``None`` means unconstrained."""
+
+    neurons: int | None = None           # total neurons on the chip (all populations, inputs excluded)
+    cores: int | None = None             # cores available to the network
+    neurons_per_core: int | None = None  # neurons one core holds
+    synapses: int | None = None          # total non-zero synapses
+    synapses_per_core: int | None = None # non-zero synapses targeting the neurons of one core
+    axons_per_core: int | None = None    # distinct presynaptic inputs (axons) one core receives
+    fan_in: int | None = None            # non-zero incoming synapses of one neuron
+    fan_out: int | None = None           # non-zero outgoing synapses of one neuron (0: unconstrained)
+    fan_out_cores: int | None = None     # distinct destination cores of one core's neurons
+    weight_bits: int | None = None       # signed integer weight precision, sign included
+    unique_weights: int | None = None    # M: distinct non-zero weight values per scope
+    unique_weights_scope: str = "neuron" # "neuron" | "core" | "layer" | "chip"
+    weight_scaling: str = "layer"        # integers -> weights: one real scale per "layer", per "chip", or "none"
+    inputs: int | None = None            # input channels of the network
+    outputs: int | None = None           # output neurons of the network
+
+    def __post_init__(self):
+        for f in fields(self):
+            val = getattr(self, f.name)
+            if f.type.startswith("int") and val is not None:
+                _positive_int(f"limits.{f.name}", val, allow_zero=f.name == "fan_out")
+        if self.fan_out == 0:
+            object.__setattr__(self, "fan_out", None)
+        _choice("limits.unique_weights_scope", self.unique_weights_scope, SCOPES)
+        _choice("limits.weight_scaling", self.weight_scaling, WEIGHT_SCALING)
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """The neuron models a chip runs and its fixed-point state, as the chip defines them."""
+
+    models: tuple[str, ...] = NEURON_MODELS  # "cuba-lif" runs "lif" and "if" too (du = 1, dv = 0)
+    state_bits: int | None = None            # membrane / current state precision (informational)
+    decay_bits: int | None = None            # decays are integers out of 2**decay_bits
+    threshold_bits: int | None = None        # unsigned threshold mantissa precision
+    bias_bits: int | None = None             # signed bias mantissa precision
+    reset: str = "zero"                      # "zero" | "subtract" (after a spike)
+
+    def __post_init__(self):
+        models = (self.models,) if isinstance(self.models, str) else self.models
+        if not isinstance(models, (list, tuple)) or not models:
+            raise SpecError(f"neuron.models must be a non-empty list of {', '.join(NEURON_MODELS)}; got {self.models!r}")
+        for m in models:
+            _choice("neuron.models", m, NEURON_MODELS)
+        object.__setattr__(self, "models", tuple(models))
+        for name in ("state_bits", "decay_bits", "threshold_bits", "bias_bits"):
+            if getattr(self, name) is not None:
+                _positive_int(f"neuron.{name}", getattr(self, name))
+        _choice("neuron.reset", self.reset, ("zero", "subtract"))
+
+    def runs(self, model: str) -> bool:
+        """A chip that runs cuba-lif also runs lif (du = 1) and if (du = 1, dv = 0)."""
+        order = NEURON_MODELS[::-1]  # if < lif < cuba-lif
+        return any(order.index(model) <= order.index(m) for m in self.models)
+
+
+@dataclass(frozen=True)
+class CoreSpec:
+    """Parameters that neurons on one core must share and how layers may be packed onto cores."""
+
+    shared: tuple[str, ...] = ()         # neuron parameters one core's neurons share, from du, dv, vth
+    parameter_sets: int | None = None    # distinct shared-parameter sets one core may hold (None: 1 if shared)
+    share_layers: bool = True            # may neurons of different layers sit on one core
+
+    def __post_init__(self):
+        shared = self.shared
+        if not isinstance(shared, (list, tuple)):
+            raise SpecError(f"core.shared must be a list of {', '.join(SHARED_PARAMS)}; got {shared!r}")
+        for p in shared:
+            _choice("core.shared", p, SHARED_PARAMS)
+        object.__setattr__(self, "shared", tuple(shared))
+        if self.parameter_sets is not None:
+            _positive_int("core.parameter_sets", self.parameter_sets)
+        if not isinstance(self.share_layers, bool):
+            raise SpecError(f"core.share_layers must be true or false; got {self.share_layers!r}")
+
+    @property
+    def max_parameter_sets(self) -> int | None:
+        if not self.shared:
+            return None
+        return self.parameter_sets or 1
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    kinds: tuple[str, ...] = LAYER_KINDS  # connection/structure kinds the chip maps
+    max_kernel: int | None = None         # largest conv kernel side
+    max_channels: int | None = None       # largest number of conv channels
+
+    def __post_init__(self):
+        kinds = self.kinds
+        if not isinstance(kinds, (list, tuple)) or not kinds:
+            raise SpecError(f"layers.kinds must be a non-empty list of {', '.join(LAYER_KINDS)}; got {kinds!r}")
+        for k in kinds:
+            _choice("layers.kinds", k, LAYER_KINDS)
+        object.__setattr__(self, "kinds", tuple(kinds))
+        for name in ("max_kernel", "max_channels"):
+            if getattr(self, name) is not None:
+                _positive_int(f"layers.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A neuromorphic chip (or any deployment target) as a set of limits."""
+
+    name: str                                  # unique, lower-case, used on the command line
+    vendor: str = ""
+    description: str = ""
+    sources: tuple[str, ...] = ()              # where the numbers come from
+    unverified: tuple[str, ...] = ()           # dotted keys whose values no primary source confirms
+    limits: Limits = field(default_factory=Limits)
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    core: CoreSpec = field(default_factory=CoreSpec)
+    layers: LayerSpec = field(default_factory=LayerSpec)
+    path: str | None = None                    # file it was loaded from
+    plugin: str | None = None                  # plugin that registered it (set by the registry)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise SpecError(f"name must be a non-empty string; got {self.name!r}")
+        if self.name != self.name.lower() or any(c.isspace() for c in self.name):
+            raise SpecError(f"name {self.name!r} must be lower-case without spaces, e.g. {self.name.lower().replace(' ', '-')!r}")
+        for key in ("vendor", "description"):
+            if not isinstance(getattr(self, key), str):
+                raise SpecError(f"{key} must be a string; got {type(getattr(self, key)).__name__} {getattr(self, key)!r}")
+        for key in ("sources", "unverified"):
+            val = getattr(self, key)
+            if isinstance(val, str) or not all(isinstance(s, str) for s in val):
+                raise SpecError(f"{key} must be a list of strings; got {val!r}")
+            object.__setattr__(self, key, tuple(val))
+        lim = self.limits
+        if lim.neurons_per_core and lim.neurons and lim.neurons_per_core > lim.neurons:
+            raise SpecError(f"limits.neurons_per_core {lim.neurons_per_core} exceeds limits.neurons {lim.neurons}")
+        if lim.unique_weights and lim.weight_bits and lim.unique_weights > 2 ** lim.weight_bits - 1:
+            raise SpecError(f"limits.unique_weights {lim.unique_weights} exceeds the {2 ** lim.weight_bits - 1} "
+                            f"non-zero values a {lim.weight_bits}-bit weight holds; lower it or raise weight_bits")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, path: str | None = None) -> "TargetSpec":
+        return _build(data, path or "<dict>")
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+_SECTIONS: dict[str, type] = {"limits": Limits, "neuron": NeuronSpec, "core": CoreSpec, "layers": LayerSpec}
+_TOP = {"name": str, "vendor": str, "description": str, "sources": list, "unverified": list}
+_TYPES = {"int": int, "str": str, "bool": bool, "tuple": (list, tuple)}
+
+
+def load_target(path: str | Path) -> TargetSpec:
+    """Load and validate a chip spec from a TOML file.
+
+    :raises SpecError: malformed TOML (with its line), missing or mistyped keys, bad values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"target spec {str(path)!r} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"cannot read target spec {str(path)!r}: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: malformed TOML: {e}; fix the syntax at that line") from None
+    spec = _build(data, str(path))
+    return spec
+
+
+def _build(data: dict[str, Any], where: str) -> TargetSpec:
+    if "name" not in data:
+        raise SpecError(f"{where}: missing required key 'name'; add e.g. name = \"mychip\" at the top")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise SpecError(f"{where}: [{key}] must be a table; got {type(value).__name__} {value!r}")
+            kwargs[key] = _section(_SECTIONS[key], key, value, where)
+        elif key in _TOP:
+            if not isinstance(value, _TOP[key]):
+                raise SpecError(f"{where}: {key} must be a {_TOP[key].__name__}; got {type(value).__name__} {value!r}")
+            kwargs[key] = value
+        else:
+            warnings.warn(f"{where}: unknown key {key!r} ignored", stacklevel=3)
+    try:
+        return TargetSpec(**kwargs, path=where if where != "<dict>" else None)
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+def _section(cls: type, section: str, table: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            warnings.warn(f"{where}: unknown key {section}.{key!r} ignored{hint}", stacklevel=4)
+            continue
+        expected = known[key].type.split(" |")[0].split("[")[0]
+        py = _TYPES.get(expected)
+        ok = py is not None and isinstance(value, py) and not (py is int and isinstance(value, bool))
+        if not ok:
+            raise SpecError(f"{where}: {section}.{key} must be {_describe(expected)}; "
+                            f"got {type(value).__name__} {value!r}")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+def _describe(t: str) -> str:
+    return {"int": "an integer", "str": "a string", "bool": "true or false", "tuple": "a list"}[t]
+
+
+def _positive_int(key: str, value: Any, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{key} must be an integer; got {type(value).__name__} {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        lowest = "0 (unconstrained) or a positive integer" if allow_zero else "a positive integer"
+        raise SpecError(f"{key} must be {lowest}; got {value} (omit the key for unconstrained)")
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SpecError(f"{key} {value!r} is not one of {', '.join(choices)}")
+
+
+def closest(name: str, known: list[str]) -> str | None:
+    """The known name closest to ``name``, for "did you mean" hints."""
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.4)
+    return match[0] if match else None
