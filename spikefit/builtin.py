@@ -9,6 +9,7 @@ from .spec import load_target
 
 
 def catalog_files():
+    """The catalog's TOML files (``targets/*.toml``, installed as ``spikefit.targets``), by name."""
     folder = resources.files("spikefit.targets")
     return sorted((p for p in folder.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name)
 
@@ -20,6 +21,8 @@ def register_targets(register):
             register(load_target(real))
 
 
+# The exporter and backend modules import numerical libraries; the registry calls these hooks only
+# when an exporter or backend is first looked up, so listing targets stays fast.
 @hookimpl
 def register_exporters(register):
     from .nir_io import NirExporter

@@ -4,14 +4,17 @@ One :class:`pluggy.PluginManager`, built once. :func:`load_plugins` is idempoten
 built-in plugins and the entry points of group ``spikefit``; ``SPIKEFIT_LOAD_PLUGINS=""`` loads no
 third-party plugin, ``SPIKEFIT_LOAD_PLUGINS="a,b"`` only those. ``SPIKEFIT_TARGETS_PATH`` (os.pathsep
 separated folders) adds TOML specs. A plugin that raises while loading or registering is reported by
-name and skipped; the others still load.
+name in :data:`load_errors` (one line each) and skipped; the others still load. Two owners of one
+name are an error that names both.
+
+Registries are filled lazily, one kind at a time, so that listing targets never imports the
+exporters' or backends' modules.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
-import sys
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,166 +22,294 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, SpecError, UnknownTargetError
+from .errors import PluginError, SpikefitError, UnknownTargetError
 from .spec import TargetSpec, closest, load_target
 
 ENTRY_POINT_GROUP = "spikefit"
 BUILTIN_PLUGINS = ("spikefit.builtin",)
+KINDS = {  # registry kind -> (hook that fills it, what the registered object must provide)
+    "target": ("register_targets", None),
+    "exporter": ("register_exporters", "export"),
+    "backend": ("register_backends", "run"),
+}
+_LAVA_HINT = ". The 'lava' {kind} comes with the spikefit-lava plugin: pip install -e plugins/spikefit-lava"
 
 pm = pluggy.PluginManager("spikefit")
 pm.add_hookspecs(hookspecs)
 
+load_errors: list[str] = []  # one line per plugin (or spec file) that failed to load or register
+
 _loaded = False
-_registries: dict[str, dict[str, Any]] | None = None
-_owners: dict[str, dict[str, str]] = {}
-load_errors: list[str] = []  # one line per plugin that failed to load or register
+_loaded_names: list[str] = []                  # plugins load_plugins() registered (built-in + entry points)
+_load_time_errors: list[str] = []              # errors found while loading entry points
+_kind_errors: dict[str, list[str]] = {}        # kind (or "command") -> errors of its last registration round
+_registries: dict[str, dict[str, Any]] = {}    # kind -> name -> object
+_owners: dict[str, dict[str, str]] = {}        # kind -> name -> plugin name (or spec file origin)
 
 
 def load_plugins() -> None:
-    """Register built-in and entry-point plugins once."""
+    """Register the built-in plugins and the entry points of group ``spikefit``, once."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    import importlib
-
     for modname in BUILTIN_PLUGINS:
         mod = importlib.import_module(modname)
         if not pm.is_registered(mod):
             pm.register(mod, modname)
+            _loaded_names.append(modname)
     wanted = os.environ.get("SPIKEFIT_LOAD_PLUGINS")
     allow = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    seen: dict[str, str] = {}
+    eps = _entry_points()
+    for ep in eps:
         if allow is not None and ep.name not in allow:
             continue
+        dist = ep.dist.name if ep.dist else "?"
+        if ep.name in seen:
+            if seen[ep.name] != dist:
+                _load_time_errors.append(f"plugin {ep.name!r} is provided by two distributions, {seen[ep.name]!r} "
+                                         f"and {dist!r}; only the first was loaded, uninstall one of them")
+            continue
+        seen[ep.name] = dist
         if pm.get_plugin(ep.name) is not None:
             continue
         try:
             plugin = ep.load()
             pm.register(plugin, ep.name)
         except Exception as e:  # a broken plugin must not take the others down
-            load_errors.append(f"plugin {ep.name!r} failed to load: {type(e).__name__}: {e}")
+            _load_time_errors.append(f"plugin {ep.name!r} failed to load: {_one_line(e)}")
+            continue
+        _loaded_names.append(ep.name)
+        _reject_unknown_hooks(ep.name, plugin)
+    for name in sorted((allow or set()) - {ep.name for ep in eps}):
+        installed = ", ".join(sorted({ep.name for ep in eps})) or "(none)"
+        _load_time_errors.append(f"SPIKEFIT_LOAD_PLUGINS names {name!r}, which no installed plugin provides; "
+                                 f"installed plugins: {installed}")
     reset_registries()
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The installed entry points of group ``spikefit``."""
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def reload_plugins() -> None:
+    """Unregister what :func:`load_plugins` registered and load again (after changing the environment).
+
+    Plugins registered directly with ``pm.register`` (e.g. by tests) stay registered.
+    """
+    global _loaded
+    for name in _loaded_names:
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
+    _loaded_names.clear()
+    _load_time_errors.clear()
+    _loaded = False
+    load_plugins()
 
 
 def reset_registries() -> None:
     """Forget what hooks registered, so the next lookup calls them again (tests, new plugins)."""
-    global _registries
-    _registries = None
+    _registries.clear()
+    _owners.clear()
+    _kind_errors.clear()
+    _sync_errors()
 
 
-def _plugin_name(plugin: Any) -> str:
-    return pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+def _sync_errors() -> None:
+    load_errors[:] = [*_load_time_errors, *(e for kind in ("command", *KINDS) for e in _kind_errors.get(kind, []))]
 
 
-def _collect(hook_name: str, kind: str, check) -> tuple[dict[str, Any], dict[str, str]]:
-    """Call ``hook_name`` on every plugin separately, so one failing plugin is named and skipped."""
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _reject_unknown_hooks(name: str, plugin: Any) -> None:
+    """A hookimpl whose name matches no hookspec (a typo) would be silently ignored: report it instead."""
+    unknown = [c.name for c in pm.get_hookcallers(plugin) or [] if c.spec is None]
+    if not unknown:
+        return
+    pm.unregister(plugin)
+    for hook in unknown:  # drop the spec-less hook callers the typo created
+        caller = getattr(pm.hook, hook, None)
+        if caller is not None and caller.spec is None and not caller.get_hookimpls():
+            delattr(pm.hook, hook)
+    _loaded_names.remove(name)
+    specs = [n for n in dir(hookspecs) if n.startswith("register_")]
+    near = closest(unknown[0], specs)
+    hint = f" (did you mean {near!r}?)" if near else ""
+    _load_time_errors.append(f"plugin {name!r} implements unknown hook {unknown[0]!r}{hint}; "
+                             f"known hooks: {', '.join(specs)}; the plugin was not loaded")
+
+
+def register_commands(cli) -> None:
+    """Call every plugin's ``register_commands`` hook on the click group ``cli``; a plugin that raises
+    is named in :data:`load_errors` and the others' commands are still added."""
+    load_plugins()
+    errors = _kind_errors["command"] = []
+    for impl in pm.hook.register_commands.get_hookimpls():
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        try:
+            impl.function(**{arg: cli for arg in impl.argnames})
+        except Exception as e:
+            errors.append(f"plugin {impl.plugin_name!r} raised while registering commands: {_one_line(e)}")
+    _sync_errors()
+
+
+# -- registries ----------------------------------------------------------------------------------
+
+def _collect(kind: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Call the hook of ``kind`` on every plugin separately, so that one failing plugin is named and
+    skipped while the others still register."""
+    hook_name, method = KINDS[kind]
     items: dict[str, Any] = {}
     owners: dict[str, str] = {}
-    hook = getattr(pm.hook, hook_name)
-    for impl in hook.get_hookimpls()[::-1]:  # registration order
+    errors: list[str] = []
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order
+        if impl.hookwrapper or impl.wrapper:  # wrappers register nothing themselves
+            continue
         owner = impl.plugin_name
         got: list[Any] = []
         try:
-            impl.function(**{a: got.append for a in impl.argnames})
+            impl.function(**{arg: got.append for arg in impl.argnames})
         except Exception as e:
-            load_errors.append(f"plugin {owner!r} raised while registering {kind}s: {type(e).__name__}: {e}")
+            errors.append(f"plugin {owner!r} raised while registering {kind}s: {_one_line(e)}")
             continue
-        for obj in got:
-            name = check(obj, owner)
-            if name in items:
-                raise PluginError(f"duplicate {kind} name {name!r}: registered by plugin {owners[name]!r} and by "
-                                  f"plugin {owner!r}; rename one of them or uninstall one plugin")
-            items[name] = obj
-            owners[name] = owner
-    return items, owners
+        try:
+            names = [_check(kind, method, obj) for obj in got]
+        except PluginError as e:
+            errors.append(f"plugin {owner!r} {e}; its {kind}s were skipped")
+            continue
+        for name, obj in zip(names, got):
+            _add(kind, items, owners, name, obj, owner)
+    return items, owners, errors
 
 
-def _check_target(obj: Any, owner: str) -> str:
-    if not isinstance(obj, TargetSpec):
-        raise PluginError(f"plugin {owner!r} registered {obj!r} as a target; register a spikefit.TargetSpec")
-    return obj.name
+def _check(kind: str, method: str | None, obj: Any) -> str:
+    if kind == "target":
+        if not isinstance(obj, TargetSpec):
+            raise PluginError(f"registered {obj!r} as a target, which must be a spikefit.TargetSpec (spikefit.load_target)")
+        return obj.name
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name or not callable(getattr(obj, method, None)):
+        raise PluginError(f"registered {obj!r} as {kind}, which needs a string 'name' and a '{method}' method")
+    return name
 
 
-def _check_named(kind: str, method: str):
-    def check(obj: Any, owner: str) -> str:
-        name = getattr(obj, "name", None)
-        if not isinstance(name, str) or not callable(getattr(obj, method, None)):
-            raise PluginError(f"plugin {owner!r} registered {obj!r} as {kind}; it needs a 'name' and a '{method}' method")
-        return name
-    return check
+def _add(kind: str, items: dict, owners: dict, name: str, obj: Any, owner: str) -> None:
+    if name in items:
+        first = owners[name]
+        if first == owner:
+            raise PluginError(f"duplicate {kind} name {name!r}: {_describe_owner(owner)} registered it twice; "
+                              f"register each {kind} once")
+        raise PluginError(f"duplicate {kind} name {name!r}: registered by {_describe_owner(first)} and by "
+                          f"{_describe_owner(owner)}; rename one of them or uninstall one plugin")
+    items[name] = obj
+    owners[name] = owner
+
+
+def _describe_owner(owner: str) -> str:
+    return owner[len("file:"):] if owner.startswith("file:") else f"plugin {owner!r}"
+
+
+def _spec_files(items: dict, owners: dict, errors: list[str]) -> None:
+    """Add the TOML specs found in the folders of ``SPIKEFIT_TARGETS_PATH``."""
+    for folder in filter(None, os.environ.get("SPIKEFIT_TARGETS_PATH", "").split(os.pathsep)):
+        if not Path(folder).is_dir():
+            errors.append(f"SPIKEFIT_TARGETS_PATH folder {folder!r} does not exist; fix or remove it")
+            continue
+        for path in sorted(Path(folder).glob("*.toml")):
+            try:
+                spec = load_target(path)
+            except SpikefitError as e:
+                errors.append(f"skipped target file (SPIKEFIT_TARGETS_PATH): {e}")
+                continue
+            _add("target", items, owners, spec.name, spec, f"file:{str(path)!r} (SPIKEFIT_TARGETS_PATH)")
+
+
+def registry(kind: str) -> dict[str, Any]:
+    """Name -> object for one kind ("target", "exporter", "backend"), filled on first use."""
+    load_plugins()
+    if kind not in _registries:
+        items, owners, errors = _collect(kind)
+        if kind == "target":
+            _spec_files(items, owners, errors)
+            items = {n: replace(s, plugin=_plugin_label(owners[n])) for n, s in items.items()}
+        _registries[kind], _owners[kind], _kind_errors[kind] = items, owners, errors
+        _sync_errors()
+    return _registries[kind]
+
+
+def _plugin_label(owner: str) -> str:
+    return "SPIKEFIT_TARGETS_PATH" if owner.startswith("file:") else owner
 
 
 def registries() -> dict[str, dict[str, Any]]:
-    global _registries
-    load_plugins()
-    if _registries is None:
-        targets, towners = _collect("register_targets", "target", _check_target)
-        for folder in filter(None, os.environ.get("SPIKEFIT_TARGETS_PATH", "").split(os.pathsep)):
-            for path in sorted(Path(folder).glob("*.toml")):
-                spec = load_target(path)
-                if spec.name in targets:
-                    raise PluginError(f"duplicate target name {spec.name!r}: registered by plugin "
-                                      f"{towners[spec.name]!r} and by {str(path)!r} (SPIKEFIT_TARGETS_PATH); rename one")
-                targets[spec.name] = spec
-                towners[spec.name] = f"SPIKEFIT_TARGETS_PATH:{folder}"
-        targets = {n: replace(s, plugin=towners[n]) for n, s in targets.items()}
-        exporters, eowners = _collect("register_exporters", "exporter", _check_named("an exporter", "export"))
-        backends, bowners = _collect("register_backends", "backend", _check_named("a backend", "run"))
-        _registries = {"target": targets, "exporter": exporters, "backend": backends}
-        _owners.update({"target": towners, "exporter": eowners, "backend": bowners})
-    return _registries
+    """Every registry, filled."""
+    return {kind: registry(kind) for kind in KINDS}
 
 
-def _lookup(kind: str, name: str, install_hint: str = "") -> Any:
-    reg = registries()[kind]
+def _lookup(kind: str, name: str) -> Any:
+    reg = registry(kind)
     if name in reg:
         return reg[name]
     known = sorted(reg)
     near = closest(name, known)
-    hint = f"; did you mean {near!r}?" if near else ""
+    hint = f"; did you mean {near!r}?" if near else "."
+    extra = _LAVA_HINT.format(kind=kind) if name == "lava" and kind != "target" else ""
+    where = "add one with a plugin or a TOML file in SPIKEFIT_TARGETS_PATH" if kind == "target" else "install a plugin that provides it"
     err = UnknownTargetError if kind == "target" else PluginError
-    raise err(f"unknown {kind} {name!r}{hint} Known {kind}s: {', '.join(known) or '(none)'}{install_hint}")
+    raise err(f"unknown {kind} {name!r}{hint} Known {kind}s: {', '.join(known) or '(none)'}; {where}{extra}")
 
 
-def get_target(name: str) -> TargetSpec:
-    """The registered target called ``name``; an unknown name lists the known ones."""
+def get_target(name: str | Path | TargetSpec) -> TargetSpec:
+    """The registered target called ``name``; a path to a ``.toml`` file loads that spec instead.
+
+    :raises UnknownTargetError: listing the known targets and the closest name.
+    """
     if isinstance(name, TargetSpec):
         return name
+    if isinstance(name, Path) or (isinstance(name, str) and name.endswith(".toml")):
+        return load_target(name)
     return _lookup("target", name)
 
 
 def get_exporter(name: str):
-    hint = ". The 'lava' exporter comes with the spikefit-lava plugin: pip install -e plugins/spikefit-lava" if name == "lava" else ""
-    return _lookup("exporter", name, hint)
+    """The registered exporter called ``name`` (``export(network, path, target)``)."""
+    return _lookup("exporter", name)
 
 
 def get_backend(name: str):
-    hint = ". The 'lava' backend comes with the spikefit-lava plugin: pip install -e plugins/spikefit-lava" if name == "lava" else ""
-    return _lookup("backend", name, hint)
+    """The registered backend called ``name`` (``run(network, inputs)``)."""
+    return _lookup("backend", name)
 
 
 def list_targets() -> list[TargetSpec]:
-    return sorted(registries()["target"].values(), key=lambda s: s.name)
+    """Every registered target, sorted by name."""
+    return sorted(registry("target").values(), key=lambda s: s.name)
 
 
 def owner_of(kind: str, name: str) -> str:
-    registries()
+    """The plugin (or ``file:...`` origin) that registered ``name``."""
+    registry(kind)
     return _owners[kind][name]
 
 
 def plugin_info() -> list[dict]:
-    """Loaded plugins with their hooks and versions (for ``spikefit plugins``)."""
+    """Loaded plugins with their hooks, distributions and versions (for ``spikefit plugins``)."""
     load_plugins()
-    dists = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dists[ep.name] = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+    dists: dict[str, tuple[str | None, str | None]] = {}
+    for ep in _entry_points():
+        dists.setdefault(ep.name, (ep.dist.name, ep.dist.version) if ep.dist else (None, None))
     out = []
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         dist, version = dists.get(name, ("spikefit", _version()) if name in BUILTIN_PLUGINS else (None, None))
         out.append({"name": name, "hooks": hooks, "distribution": dist, "version": version})
-    return out
+    return sorted(out, key=lambda p: (p["name"] not in BUILTIN_PLUGINS, p["name"]))
 
 
 def _version() -> str:
@@ -186,3 +317,8 @@ def _version() -> str:
         return importlib.metadata.version("spikefit")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+__all__ = ["ENTRY_POINT_GROUP", "pm", "load_plugins", "reload_plugins", "reset_registries", "register_commands", "registry",
+           "registries", "get_target", "get_exporter", "get_backend", "list_targets", "owner_of",
+           "plugin_info", "load_errors"]

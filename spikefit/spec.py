@@ -7,6 +7,7 @@ the offending key and value and say how to fix it.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -19,6 +20,7 @@ from .network import SCOPES
 NEURON_MODELS = ("cuba-lif", "lif", "if")
 LAYER_KINDS = ("dense", "sparse", "conv2d", "sumpool2d", "avgpool2d", "flatten", "recurrent")
 WEIGHT_SCALING = ("layer", "chip", "none")
+FAN_OUT_UNITS = ("synapses", "cores")
 SHARED_PARAMS = ("du", "dv", "vth")
 
 
@@ -33,7 +35,8 @@ class Limits:
     synapses_per_core: int | None = None # non-zero synapses targeting the neurons of one core
     axons_per_core: int | None = None    # distinct presynaptic inputs (axons) one core receives
     fan_in: int | None = None            # non-zero incoming synapses of one neuron
-    fan_out: int | None = None           # non-zero outgoing synapses of one neuron (0: unconstrained)
+    fan_out: int | None = None           # outgoing non-zero synapses (or destination cores) of one neuron (0: unconstrained)
+    fan_out_unit: str = "synapses"       # what fan_out counts: "synapses" | "cores" (distinct cores holding its targets)
     fan_out_cores: int | None = None     # distinct destination cores of one core's neurons
     weight_bits: int | None = None       # signed integer weight precision, sign included
     unique_weights: int | None = None    # M: distinct non-zero weight values per scope
@@ -51,6 +54,9 @@ class Limits:
             object.__setattr__(self, "fan_out", None)
         _choice("limits.unique_weights_scope", self.unique_weights_scope, SCOPES)
         _choice("limits.weight_scaling", self.weight_scaling, WEIGHT_SCALING)
+        _choice("limits.fan_out_unit", self.fan_out_unit, FAN_OUT_UNITS)
+        if self.fan_out_unit != "synapses" and self.fan_out is None:
+            raise SpecError(f"limits.fan_out_unit {self.fan_out_unit!r} needs limits.fan_out; set fan_out or remove fan_out_unit")
 
 
 @dataclass(frozen=True)
@@ -146,37 +152,69 @@ class TargetSpec:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise SpecError(f"name must be a non-empty string; got {self.name!r}")
-        if self.name != self.name.lower() or any(c.isspace() for c in self.name):
-            raise SpecError(f"name {self.name!r} must be lower-case without spaces, e.g. {self.name.lower().replace(' ', '-')!r}")
+        if not _NAME.fullmatch(self.name):
+            fixed = re.sub(r"[^a-z0-9._-]+", "-", self.name.lower()).strip("-._") or "mychip"
+            raise SpecError(f"name {self.name!r} must be lower-case letters, digits, '-', '_' or '.', e.g. {fixed!r}")
         for key in ("vendor", "description"):
             if not isinstance(getattr(self, key), str):
                 raise SpecError(f"{key} must be a string; got {type(getattr(self, key)).__name__} {getattr(self, key)!r}")
         for key in ("sources", "unverified"):
             val = getattr(self, key)
-            if isinstance(val, str) or not all(isinstance(s, str) for s in val):
+            if not isinstance(val, (list, tuple)) or not all(isinstance(s, str) for s in val):
                 raise SpecError(f"{key} must be a list of strings; got {val!r}")
             object.__setattr__(self, key, tuple(val))
+        for key in self.unverified:
+            if key not in SCHEMA_KEYS:
+                near = closest(key, list(SCHEMA_KEYS))
+                hint = f" (did you mean {near!r}?)" if near else ""
+                raise SpecError(f"unverified names {key!r}, which is not a spec key{hint}; use dotted keys such as 'limits.weight_bits'")
         lim = self.limits
         if lim.neurons_per_core and lim.neurons and lim.neurons_per_core > lim.neurons:
-            raise SpecError(f"limits.neurons_per_core {lim.neurons_per_core} exceeds limits.neurons {lim.neurons}")
+            raise SpecError(f"limits.neurons_per_core {lim.neurons_per_core} exceeds limits.neurons {lim.neurons}; "
+                            f"lower neurons_per_core or raise neurons")
+        if lim.synapses_per_core and lim.synapses and lim.synapses_per_core > lim.synapses:
+            raise SpecError(f"limits.synapses_per_core {lim.synapses_per_core} exceeds limits.synapses {lim.synapses}; "
+                            f"lower synapses_per_core or raise synapses")
         if lim.unique_weights and lim.weight_bits and lim.unique_weights > 2 ** lim.weight_bits - 1:
             raise SpecError(f"limits.unique_weights {lim.unique_weights} exceeds the {2 ** lim.weight_bits - 1} "
                             f"non-zero values a {lim.weight_bits}-bit weight holds; lower it or raise weight_bits")
 
+    def is_unverified(self, key: str) -> bool:
+        """True when the dotted ``key`` (e.g. ``"limits.weight_bits"``) is flagged as unverified."""
+        return key in self.unverified
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+        """Plain data (lists, dicts, None for unconstrained), JSON-ready; :meth:`from_dict` reads it back."""
+        return _plain(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict, *, path: str | None = None) -> "TargetSpec":
+        """Build a spec from TOML-shaped data (or :meth:`to_dict` output: ``None`` means unconstrained)."""
+        if not isinstance(data, dict):
+            raise SpecError(f"a target spec must be a table (dict); got {type(data).__name__}")
+        data = {k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v)
+                for k, v in data.items() if v is not None and k not in _RUNTIME}
         return _build(data, path or "<dict>")
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 # -- loading -----------------------------------------------------------------------------------
 
 _SECTIONS: dict[str, type] = {"limits": Limits, "neuron": NeuronSpec, "core": CoreSpec, "layers": LayerSpec}
 _TOP = {"name": str, "vendor": str, "description": str, "sources": list, "unverified": list}
+_RUNTIME = ("path", "plugin")  # set when loading/registering, never read from a spec
 _TYPES = {"int": int, "str": str, "bool": bool, "tuple": (list, tuple)}
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+#: Every key a spec may set, dotted (``"limits.fan_in"``); ``unverified`` entries must be one of them.
+SCHEMA_KEYS: tuple[str, ...] = (*_TOP, *(f"{sec}.{f.name}" for sec, cls in _SECTIONS.items() for f in fields(cls)))
 
 
 def load_target(path: str | Path) -> TargetSpec:
@@ -210,14 +248,24 @@ def _build(data: dict[str, Any], where: str) -> TargetSpec:
             kwargs[key] = _section(_SECTIONS[key], key, value, where)
         elif key in _TOP:
             if not isinstance(value, _TOP[key]):
-                raise SpecError(f"{where}: {key} must be a {_TOP[key].__name__}; got {type(value).__name__} {value!r}")
+                expected = "a string" if _TOP[key] is str else "a list of strings"
+                raise SpecError(f"{where}: {key} must be {expected}; got {type(value).__name__} {value!r}")
             kwargs[key] = value
         else:
-            warnings.warn(f"{where}: unknown key {key!r} ignored", stacklevel=3)
+            near = closest(key, [*_TOP, *_SECTIONS])
+            hint = f" (did you mean {near!r}?)" if near else ""
+            warnings.warn(f"{where}: unknown key {key!r} ignored{hint}", stacklevel=3)
     try:
-        return TargetSpec(**kwargs, path=where if where != "<dict>" else None)
+        spec = TargetSpec(**kwargs, path=where if where != "<dict>" else None)
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
+    for key in spec.unverified:
+        section, _, leaf = key.partition(".")
+        present = leaf in data.get(section, {}) if leaf else section in data
+        if not present:
+            raise SpecError(f"{where}: unverified lists {key!r}, which this spec does not set; "
+                            f"set {key} or remove it from unverified")
+    return spec
 
 
 def _section(cls: type, section: str, table: dict, where: str):
@@ -256,7 +304,9 @@ def _positive_int(key: str, value: Any, allow_zero: bool = False) -> None:
 
 def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SpecError(f"{key} {value!r} is not one of {', '.join(choices)}")
+        near = closest(value, list(choices)) if isinstance(value, str) else None
+        hint = f" (did you mean {near!r}?)" if near else ""
+        raise SpecError(f"{key} {value!r} is not one of {', '.join(choices)}{hint}")
 
 
 def closest(name: str, known: list[str]) -> str | None:

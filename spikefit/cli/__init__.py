@@ -50,7 +50,7 @@ def _install() -> None:
     from .. import plugins
 
     plugins.load_plugins()
-    plugins.pm.hook.register_commands(cli=cli)
+    plugins.register_commands(cli)
 
 
 _install()
