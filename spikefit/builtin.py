@@ -34,4 +34,5 @@ def register_exporters(register):
 def register_backends(register):
     from .emulator import EmulatorBackend
 
-    register(EmulatorBackend())
+    register(EmulatorBackend())               # Lava bit-accurate fixed point
+    register(EmulatorBackend(mode="float"))   # the reference discrete semantics in float64

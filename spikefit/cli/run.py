@@ -1,0 +1,89 @@
+"""``spikefit run``: run a model on a backend (emulator, lava, ...) and report accuracy, spikes
+and synaptic operations; ``--compare`` runs several backends on the same samples."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..errors import DatasetError
+from ..runner import CompareResult, RunResult, compare, run as run_network
+from .export import load_model
+
+
+def _load_array(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{what} file '{path}' is not a .npy array ({e}); save it with numpy.save") from None
+
+
+def result_table(res: RunResult) -> str:
+    lines = [f"backend   {res.backend}: {res.samples} samples x {res.steps} steps"]
+    if res.accuracy is not None:
+        correct = int((res.predictions == res.labels).sum())
+        lines.append(f"accuracy  {res.accuracy:.4f} ({correct}/{res.samples}, readout '{res.output}')")
+    lines.append(f"{'layer':<16} {'spikes':>12} {'per sample':>12}")
+    lines.append(f"{'(input)':<16} {res.input_spikes:>12,} {res.input_spikes / res.samples:>12.1f}")
+    for name, n in res.spikes.items():
+        lines.append(f"{name:<16} {n:>12,} {n / res.samples:>12.1f}")
+    lines.append(f"{'connection':<16} {'synops':>12} {'per sample':>12}")
+    for name, n in res.synops.items():
+        lines.append(f"{name:<16} {n:>12,} {n / res.samples:>12.1f}")
+    lines.append(f"{'total':<16} {res.synops_total:>12,} {res.synops_total / res.samples:>12.1f}")
+    lines.append(f"time      {res.seconds:.3f} s ({res.samples_per_s:,.1f} samples/s)")
+    return "\n".join(lines)
+
+
+def compare_table(cmp: CompareResult) -> str:
+    ref = next(iter(cmp.results))
+    lines = [f"{'backend':<16} {'accuracy':>9} {'spikes':>12} {'synops':>14} {'samples/s':>11} {'identical':>10}"]
+    for name, res in cmp.results.items():
+        acc = "-" if res.accuracy is None else f"{res.accuracy:.4f}"
+        same = "(ref)" if name == ref else f"{cmp.agreement[name]:.4f}"
+        lines.append(f"{name:<16} {acc:>9} {sum(res.spikes.values()):>12,} {res.synops_total:>14,} "
+                     f"{res.samples_per_s:>11,.1f} {same:>10}")
+    res = cmp.results[ref]
+    lines.append(f"identical: fraction of the {res.samples} samples whose output spikes ('{res.output}') "
+                 f"equal {ref}'s at every one of {res.steps} steps")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--backend", "-b", default="emulator", show_default=True,
+              help="Backend: any registered one (emulator; lava with spikefit-lava).")
+@click.option("--dataset", default=None, help="Embedded dataset whose test split to run (digits, mnist1d).")
+@click.option("--samples", type=int, default=None, help="Run the first N samples (default: all).")
+@click.option("--steps", type=int, default=None, help="Time steps per sample (default: the model's, else 32).")
+@click.option("--seed", type=int, default=None, help="Seed of the rate encoding (default: the model's, else 0).")
+@click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Input spikes .npy: (t, b, n), or (b, n) held for --steps steps.")
+@click.option("--labels", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Labels .npy (b,) for --inputs, to report accuracy.")
+@click.option("--dt", type=float, default=None, help="Seconds per step for a NIR model (default: detected).")
+@click.option("--compare", "compare_with", default=None,
+              help="Comma-separated backends to run on the same samples, e.g. emulator,lava.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def run(model: Path, backend: str, dataset: str | None, samples: int | None, steps: int | None, seed: int | None,
+        inputs: Path | None, labels: Path | None, dt: float | None, compare_with: str | None, as_json: bool) -> None:
+    """Run MODEL (a NIR file) on a backend and print accuracy, spikes per layer and synaptic operations."""
+    if inputs is None and dataset is None:
+        raise DatasetError("nothing to run: pass --dataset NAME or --inputs X.npy")
+    if inputs is not None and dataset is not None:
+        raise DatasetError("pass either --dataset or --inputs, not both")
+    if labels is not None and inputs is None:
+        raise DatasetError("--labels goes with --inputs; a dataset brings its own labels")
+    network = load_model(model, dt)
+    x = None if inputs is None else _load_array(inputs, "inputs")
+    y = None if labels is None else _load_array(labels, "labels")
+    kwargs = dict(inputs=x, labels=y, dataset=dataset, samples=samples, steps=steps, seed=seed)
+    if compare_with:
+        names = [n.strip() for n in compare_with.split(",") if n.strip()]
+        result = compare(network, names, **kwargs)
+        click.echo(json.dumps(result.to_dict(), indent=2) if as_json else compare_table(result))
+        return
+    res = run_network(network, backend, **kwargs)
+    click.echo(json.dumps(res.to_dict(), indent=2) if as_json else result_table(res))

@@ -1,0 +1,209 @@
+"""Run a network on a backend: accuracy, spikes per layer, synaptic operations, throughput.
+
+``run(network, backend="emulator", dataset="digits")`` encodes the dataset's test split (rate code,
+seeded), runs the backend (``spikefit.get_backend``) and reads out the output population with the
+rule every backend shares (:func:`spikefit.datasets.predict`). ``compare`` runs the same samples on
+several backends and reports how often their output spikes are identical.
+
+Defaults come from the network's metadata when a trainer stored them (``metadata["steps"]``,
+``metadata["encoding"]``, ``metadata["seed"]``), else 32 steps of rate-coded spikes with seed 0.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import encoded_split, load_dataset, predict
+from .errors import BackendError, DatasetError
+from .fixedpoint import connection_matrix, output_population
+from .network import Network
+
+DEFAULT_STEPS = 32
+
+
+@dataclass
+class RunResult:
+    """What one backend did with one set of samples."""
+
+    backend: str
+    samples: int
+    steps: int
+    output: str                             # population read out
+    accuracy: float | None                  # fraction of correct predictions; None without labels
+    predictions: np.ndarray                 # (b,) predicted class of every sample
+    labels: np.ndarray | None               # (b,)
+    input_spikes: int                       # spikes (non-zero input values) fed in
+    spikes: dict[str, int]                  # population -> spikes over all samples and steps
+    synops: dict[str, int]                  # connection -> synaptic operations (spike x fan-out)
+    seconds: float                          # wall time of the backend's run
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # population -> (t, b, n)
+
+    @property
+    def spikes_per_sample(self) -> dict[str, float]:
+        return {k: v / self.samples for k, v in self.spikes.items()}
+
+    @property
+    def synops_total(self) -> int:
+        return int(sum(self.synops.values()))
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend, "samples": self.samples, "steps": self.steps, "output": self.output,
+            "accuracy": self.accuracy,
+            "correct": None if self.labels is None else int((self.predictions == self.labels).sum()),
+            "input_spikes": self.input_spikes,
+            "spikes": dict(self.spikes), "spikes_per_sample": self.spikes_per_sample,
+            "synops": dict(self.synops), "synops_total": self.synops_total,
+            "synops_per_sample": self.synops_total / self.samples,
+            "seconds": self.seconds, "samples_per_s": self.samples_per_s,
+        }
+
+
+@dataclass
+class CompareResult:
+    """The same samples on several backends; ``agreement[b]``: fraction of samples whose output
+    spikes on backend ``b`` equal the first backend's at every step."""
+
+    results: dict[str, RunResult]
+    agreement: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"reference": next(iter(self.results)), "agreement": dict(self.agreement),
+                "results": {k: r.to_dict() for k, r in self.results.items()}}
+
+
+def load_network(model) -> Network:
+    """A Network, or the NIR file at ``model`` (read with its own step size)."""
+    if isinstance(model, Network):
+        return model
+    from .nir_io import read_nir
+
+    return read_nir(Path(model))
+
+
+def prepare_inputs(network: Network, inputs=None, labels=None, dataset: str | None = None,
+                   samples: int | None = None, steps: int | None = None, seed: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Input spikes (t, b, n) and labels (b,) or None, from ``inputs`` or a dataset's test split.
+
+    ``inputs`` is (t, b, n), or (b, n) held for ``steps`` steps; ``samples`` keeps the first ones.
+    """
+    n_in = network.inputs[0].size if len(network.inputs) == 1 else None
+    if samples is not None and samples < 1:
+        raise DatasetError(f"samples {samples} must be at least 1")
+    steps = steps if steps is not None else network.metadata.get("steps")
+    if inputs is not None:
+        x = np.asarray(inputs)
+        if x.ndim == 2:
+            x = np.broadcast_to(x, (steps or DEFAULT_STEPS, *x.shape))
+        elif x.ndim == 3:
+            if steps is not None and steps > x.shape[0]:
+                raise DatasetError(f"steps {steps} exceed the {x.shape[0]} steps of the inputs; pass fewer steps")
+            x = x[:steps] if steps is not None else x
+        else:
+            raise DatasetError(f"inputs must be (t, b, n) spikes or (b, n) values, got shape {x.shape}")
+        if n_in is not None and x.shape[2] != n_in:
+            raise DatasetError(f"model input size {n_in} does not match the inputs ({x.shape[2]} channels); "
+                               f"pass inputs with {n_in} channels per step")
+        y = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
+        if y is not None and y.size != x.shape[1]:
+            raise DatasetError(f"{y.size} labels for {x.shape[1]} input samples; pass one label per sample")
+        if samples is not None:
+            x, y = x[:, :samples], None if y is None else y[:samples]
+        return np.ascontiguousarray(x, dtype=np.float32), y
+    if dataset is None:
+        raise DatasetError("no inputs: pass a dataset name (e.g. 'digits') or input spikes")
+    ds = load_dataset(dataset)
+    if n_in is not None and ds.n_inputs != n_in:
+        raise DatasetError(f"model input size {n_in} does not match dataset {dataset!r} ({ds.n_inputs} features); "
+                           f"use a model trained on {dataset!r} or pass inputs with {n_in} channels")
+    encoding = network.metadata.get("encoding", "rate")
+    seed = seed if seed is not None else int(network.metadata.get("seed", 0))
+    x, y = encoded_split(dataset, "test", steps or DEFAULT_STEPS, encoding, seed, limit=samples)
+    return x, y
+
+
+def synaptic_operations(network: Network, x: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per connection: sum over source spikes of the spiking neuron's non-zero synapses (fan-out).
+    A recurrent connection delivers a step later, so its last step's spikes are not counted."""
+    ops = {}
+    for sl in network.synapse_layers():
+        mat = connection_matrix(network, sl.conn)
+        mat.eliminate_zeros()
+        fanout = np.bincount(mat.indices, minlength=mat.shape[1])  # (n_src,) synapses per source neuron
+        src = x if sl.pre.name == network.inputs[0].name else outputs[sl.pre.name]
+        src = src[:-1] if sl.recurrent else src
+        counts = (np.asarray(src) != 0).reshape(-1, fanout.size).sum(axis=0)
+        ops[sl.conn.name] = int(counts @ fanout)
+    return ops
+
+
+def _backend(backend):
+    if isinstance(backend, str):
+        from .plugins import get_backend
+
+        return get_backend(backend)
+    return backend
+
+
+def execute(network: Network, backend, x: np.ndarray, y: np.ndarray | None = None) -> RunResult:
+    """Run prepared inputs x (t, b, n) on a backend (name or object) and measure the result."""
+    be = _backend(backend)
+    t0 = time.perf_counter()
+    outputs = be.run(network, x)
+    seconds = time.perf_counter() - t0
+    out = output_population(network)
+    T, B = x.shape[:2]
+    outputs = {k: np.asarray(v).reshape(T, B, -1) for k, v in outputs.items()}
+    missing = [p.name for p in network.populations() if p.name not in outputs]
+    if missing:
+        raise BackendError(f"backend {be.name!r} returned no spikes for population {missing[0]!r}; a backend "
+                           "returns the spikes (t, b, n) of every population")
+    counts = outputs[out].sum(axis=0)  # (b, classes)
+    pred = predict(counts)
+    return RunResult(
+        backend=be.name, samples=int(x.shape[1]), steps=int(x.shape[0]), output=out,
+        accuracy=None if y is None else float((pred == y).mean()), predictions=pred, labels=y,
+        input_spikes=int(np.count_nonzero(x)),
+        spikes={p.name: int(np.count_nonzero(outputs[p.name])) for p in network.populations()},
+        synops=synaptic_operations(network, x, outputs), seconds=seconds, outputs=outputs)
+
+
+def run(network, backend="emulator", inputs=None, labels=None, dataset: str | None = None,
+        samples: int | None = None, steps: int | None = None, seed: int | None = None) -> RunResult:
+    """Run ``network`` (a Network or a NIR path) on ``backend`` (a name or a backend object)."""
+    network = load_network(network)
+    x, y = prepare_inputs(network, inputs, labels, dataset, samples, steps, seed)
+    return execute(network, backend, x, y)
+
+
+def compare(network, backends=("emulator", "lava"), inputs=None, labels=None, dataset: str | None = None,
+            samples: int | None = None, steps: int | None = None, seed: int | None = None) -> CompareResult:
+    """Run the same samples on every backend; agreement is measured against the first one."""
+    network = load_network(network)
+    if len(backends) < 2:
+        raise BackendError(f"compare needs at least two backends, got {list(backends)}; e.g. emulator,lava")
+    bes = [_backend(b) for b in backends]  # fail on an unknown name before running anything
+    names = [be.name for be in bes]
+    if len(set(names)) != len(names):
+        raise BackendError(f"backends {names} name one backend twice; list each once")
+    x, y = prepare_inputs(network, inputs, labels, dataset, samples, steps, seed)
+    results = {}
+    for be in bes:
+        results[be.name] = execute(network, be, x, y)
+    ref = next(iter(results.values()))
+    agreement = {}
+    for name, res in list(results.items())[1:]:
+        same = (ref.outputs[ref.output] == res.outputs[res.output]).all(axis=(0, 2))
+        agreement[name] = float(same.mean())
+    return CompareResult(results, agreement)
+
+
+__all__ = ["RunResult", "CompareResult", "run", "compare", "prepare_inputs", "synaptic_operations", "load_network", "execute"]
