@@ -15,6 +15,7 @@ from .errors import (BackendError, DatasetError, ExportError, ModelError, Plugin
 from .hookspecs import hookimpl
 from .network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d, Quantization
 from .spec import TargetSpec, load_target
+from .verify import FitReport, verify
 
 _LAZY = {
     "get_target": "spikefit.plugins",
@@ -22,8 +23,6 @@ _LAZY = {
     "get_exporter": "spikefit.plugins",
     "get_backend": "spikefit.plugins",
     "load_plugins": "spikefit.plugins",
-    "verify": "spikefit.verify",
-    "FitReport": "spikefit.verify",
     "read_nir": "spikefit.nir_io",
     "write_nir": "spikefit.nir_io",
     "fit": "spikefit.trainer",
@@ -36,6 +35,7 @@ __all__ = sorted([
     "BackendError", "DatasetError", "ExportError", "ModelError", "PluginError", "SpecError",
     "SpikefitError", "TrainingError", "UnknownTargetError", "hookimpl", "Conv2d", "Dense", "Flatten",
     "Input", "Network", "Neurons", "Output", "Pool2d", "Quantization", "TargetSpec", "load_target",
+    "FitReport", "verify",
     *_LAZY,
 ])
 

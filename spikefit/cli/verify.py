@@ -1,0 +1,32 @@
+"""``spikefit verify``: does a NIR model fit a chip? Exit 0 fits, 1 does not fit, 2 bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--target", "-t", "target", required=True,
+              help="Target chip: a registered name (see `spikefit targets`) or a .toml spec file.")
+@click.option("--dt", type=float, default=None,
+              help="Seconds per step used to read the NIR file (default: from the file, else 1e-3).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(model: Path, target: str, dt: float | None, as_json: bool) -> None:
+    """Check whether MODEL (a NIR file) fits TARGET: one row per limit the target declares, with the
+    usage, the limit and where the usage is largest. Exit status 0: fits; 1: does not fit; 2: bad input."""
+    from ..nir_io import read_nir
+    from ..plugins import get_target
+    from ..verify import verify as check
+
+    spec = get_target(target)
+    report = check(read_nir(model, dt=dt), spec)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report.table())
+        click.echo("")
+        click.echo(report.verdict())
+    raise SystemExit(0 if report.ok else 1)
