@@ -28,10 +28,13 @@ import warnings
 
 import nir
 import numpy as np
+import pytest
 import torch
 
 from spikefit import plugins
+from spikefit.errors import ExportError
 from spikefit.nir_io import read_nir
+from test_interop_snntorch import check_on_lava
 from test_nir_io import emulate, reference_run, spike_input
 
 with warnings.catch_warnings():
@@ -97,6 +100,10 @@ def check_agreement(net, x, in_shape, tmp_path, fixed_point=True, **write):
         fixed = plugins.get_backend("emulator").run(model, x)
         for name in theirs:
             assert (fixed[name] == ours[name]).mean() >= FIXED_AGREEMENT, name
+        check_on_lava(model, x, ours, fixed)
+    else:  # Lava adds a bias to v only: a connection bias into a population with du < 1 has no Lava form
+        with pytest.raises(ExportError, match=r"has a bias, which Lava adds to v only, so it needs du = 1"):
+            plugins.get_backend("lava").run(model, x, select_tag="floating_pt")
     return model
 
 

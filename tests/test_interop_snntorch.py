@@ -10,7 +10,8 @@ what the FILE says against snnTorch simulating the same file: ``reset_mechanism=
 and RLeaky also need ``reset_delay=False``, because with their default delayed reset the membrane
 is zeroed one step after the spike, input included (a one-step refractory period NIR cannot state).
 
-Tolerance: zero differing spikes against spikefit's float emulator and the test oracle. snnTorch
+Tolerance: zero differing spikes against spikefit's float emulator, the test oracle and Lava's
+floating_pt simulation; Lava's fixed_pt equals the fixed-point emulator exactly. snnTorch
 computes in float32, spikefit in float64; a spike can only flip where a membrane potential comes
 within float32 rounding (~1e-7 relative) of its threshold, so every test also checks that no
 potential came closer than 1e-5 (``reference_run``'s margin). The fixed-point emulator (the
@@ -82,7 +83,21 @@ def check_agreement(net, x, in_shape, tmp_path):
     fixed = plugins.get_backend("emulator").run(model, x)
     for name in theirs:
         assert (fixed[name] == ours[name]).mean() >= FIXED_AGREEMENT, name
+    check_on_lava(model, x, ours, fixed)
     return model, theirs
+
+
+def check_on_lava(model, x, floating, fixed=None):
+    """The imported file on Lava's simulator: floating_pt gives the float spikes exactly (the margin
+    check above rules out rounding flips); fixed_pt gives the fixed-point emulator's spikes exactly."""
+    lava = plugins.get_backend("lava")
+    got = lava.run(model, x, select_tag="floating_pt")
+    for name in floating:
+        assert np.array_equal(got[name], floating[name]), name
+    if fixed is not None:
+        got = lava.run(model, x, select_tag="fixed_pt")
+        for name in fixed:
+            assert np.array_equal(got[name], fixed[name]), name
 
 
 def test_dense_leaky_and_synaptic(tmp_path):
