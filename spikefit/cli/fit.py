@@ -1,0 +1,88 @@
+"""``spikefit fit``: train a network until it fits a target (CAT + FSC), write model.nir and a report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import TrainingError, UnknownTargetError
+
+
+def _epochs(value: str | None) -> dict:
+    """``W[,C[,P[,F]]]``: epochs of warm-up, CAT, each pruning round and fine-tuning."""
+    if not value:
+        return {}
+    keys = ("warmup_epochs", "cat_epochs", "prune_epochs", "finetune_epochs")
+    parts = value.split(",")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = None
+    if not nums or len(nums) > len(keys) or min(nums) < 0:
+        raise TrainingError(f"--epochs {value!r} must be up to four non-negative integers W[,C[,P[,F]]] "
+                            "(warm-up, CAT, per pruning round, fine-tune), e.g. 20,10,3,5")
+    return dict(zip(keys, nums))
+
+
+@click.command()
+@click.option("--target", "target_name", help="Registered target name (see `spikefit targets`).")
+@click.option("--target-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A target spec TOML file instead of a registered name.")
+@click.option("--dataset", required=True, help="Embedded dataset: digits or mnist1d.")
+@click.option("--init", "init", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start from this NIR model instead of the dataset's default network.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory: model.nir, checkpoint.pt, report.json, report.md.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted fit in --out from its checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of init, spikes and order.")
+@click.option("--preset", type=click.Choice(["full", "demo"]), default="full", show_default=True,
+              help="Epoch budget: full, or demo (about a third of the epochs).")
+@click.option("--epochs", help="Epochs W[,C[,P[,F]]]: warm-up, CAT, per pruning round, fine-tune.")
+@click.option("--steps", type=int, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
+@click.option("--cat-mode", type=click.Choice(["hard", "soft"]), help="Codebook assignment (default hard).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def fit(target_name, target_file, dataset, init, out, force, resume, seed, preset, epochs, steps, cat_mode, quiet,
+        as_json):
+    """Fit a spiking network to a chip: float warm-up, Clusterization-Aware Training, Fisher Spike
+    Contribution pruning, fine-tuning, then verify and the fixed-point emulator."""
+    from ..datasets import load_dataset
+    from ..plugins import get_target
+    from ..spec import load_target
+    from ..trainer import FitConfig, FitInterrupted
+    from ..trainer import fit as run_fit
+
+    if bool(target_name) == bool(target_file):
+        raise TrainingError("give exactly one of --target NAME or --target-file PATH")
+    try:
+        target = load_target(target_file) if target_file else get_target(target_name)
+    except UnknownTargetError:
+        from . import warn_plugin_errors
+
+        warn_plugin_errors()  # e.g. a spec file in SPIKEFIT_TARGETS_PATH that was skipped, and why
+        raise
+    data = load_dataset(dataset)
+    overrides = {"seed": seed, **_epochs(epochs)}
+    if steps is not None:
+        overrides["steps"] = steps
+    if cat_mode:
+        overrides["cat_mode"] = cat_mode
+    config = FitConfig.preset(preset, **overrides)
+    model = None
+    if init is not None:
+        from ..nir_io import read_nir
+
+        model = read_nir(init)
+    try:
+        result = run_fit(model, data, target, config, out=out, force=force, resume=resume, progress=not quiet)
+    except FitInterrupted as e:
+        click.echo(f"Interrupted: checkpoint kept in {e.path}; continue with the same command plus --resume",
+                   err=True)
+        raise SystemExit(130)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo((out / "report.md").read_text(encoding="utf-8").rstrip())
+    click.echo(f"\nWrote {out / 'model.nir'}, {out / 'report.json'}, {out / 'report.md'}")

@@ -1,0 +1,194 @@
+"""spikefit.cat: codebook invariants, straight-through gradients, soft assignment, uniform QAT."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikefit import network as N
+from spikefit.cat import (Codebook, CodebookQuantizer, CatSpec, TernaryQuantizer, UniformQuantizer, attach_cat,
+                          distinct_per_group, harden, kmeans_1d, power_of_two_scale, scope_groups, weight_grid)
+from spikefit.errors import TrainingError
+from spikefit.nn import SNN, Conv, Flatten, LIF, Linear
+
+
+def test_weight_grid():
+    assert weight_grid(8) == (-128, 127)
+    assert weight_grid(9) == (-256, 255)
+    assert weight_grid(2, narrow=True) == (-1, 1)
+    assert weight_grid(None) is None
+
+
+def test_power_of_two_scale_holds_the_largest_weight():
+    s = power_of_two_scale(0.3, 127, 1.0)
+    assert 0.3 / s <= 127 and 0.3 / s > 63          # the finest power-of-two grid that holds 0.3
+    assert np.log2(1.0 / s) == int(np.log2(1.0 / s))  # vth / scale is a power of two
+
+
+def test_scope_groups():
+    assert scope_groups("layer", 5).tolist() == [0] * 5
+    assert scope_groups("neuron", 4).tolist() == [0, 1, 2, 3]
+    assert scope_groups("core", 10, neurons_per_core=4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    # conv: 3 channels of 3 positions on cores of 4 neurons: channel 0 -> core 0, channel 1 -> cores 0-1,
+    # channel 2 -> cores 1-2; all share a chain of cores, so one group
+    assert scope_groups("core", 3, positions=3, neurons_per_core=4).tolist() == [0, 0, 0]
+    assert scope_groups("core", 4, positions=2, neurons_per_core=4).tolist() == [0, 0, 1, 1]
+    with pytest.raises(TrainingError, match="unknown codebook scope 'row'"):
+        scope_groups("row", 3)
+
+
+def test_kmeans_recovers_separated_clusters():
+    rng = np.random.default_rng(0)
+    v = np.concatenate([c + 0.01 * rng.standard_normal(50) for c in (-1.0, -0.2, 0.3, 2.0)])
+    c = kmeans_1d([v, np.zeros(0)], 4)
+    assert np.allclose(np.sort(c[0]), [-1.0, -0.2, 0.3, 2.0], atol=0.01)
+    assert np.allclose(c[1], np.linspace(-1, 1, 4))  # empty group
+
+
+def _model(conv: bool = False) -> SNN:
+    if conv:
+        g = torch.Generator().manual_seed(0)
+        return SNN([Conv("conv1", (2, 5, 5), 4, 3, padding=1, generator=g), LIF("lif1", (4, 5, 5)),
+                    Flatten("flat", (4, 5, 5)), Linear("fc2", 100, 3, generator=g), LIF("lif2", (3,))], (2, 5, 5))
+    return SNN.mlp(20, [12], 5, seed=1)
+
+
+@pytest.mark.parametrize("scope", ["layer", "neuron", "core", "chip"])
+@pytest.mark.parametrize("M", [2, 4])
+@pytest.mark.parametrize("conv", [False, True])
+def test_codebook_invariants(scope, M, conv):
+    model = _model(conv)
+    attach_cat(model, CatSpec(M=M, scope=scope, weight_bits=6, neurons_per_core=8))
+    # train a little so codebooks move
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = (torch.rand(6, 4, *model.input_shape) < 0.5).float()
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    net = model.to_network()
+    chip_values = set()
+    for name in ("conv1" if conv else "fc1", "fc2"):
+        node = net.nodes[name]
+        q = node.quant
+        w = node.dense_weight() if isinstance(node, N.Dense) else node.weight
+        ints = w / q.scale
+        assert np.array_equal(ints, np.rint(ints)), "every weight is scale * integer"
+        assert ints.min() >= -32 and ints.max() <= 31, "within the signed 6-bit range"
+        assert not np.any(np.rint(q.codebook / q.scale) == 0), "zero is not a codebook value"
+        rows = ints.reshape(ints.shape[0], -1)
+        groups = q.groups if not isinstance(node, N.Conv2d) else q.groups.reshape(rows.shape[0], -1)[:, 0]
+        for g in np.unique(groups):
+            vals = np.unique(rows[groups == g])
+            vals = vals[vals != 0]
+            assert len(vals) <= M
+            assert set(vals * q.scale) <= set(q.codebook[g]), "weights are codebook values"
+        chip_values |= set(np.unique(w[w != 0]).tolist())
+    if scope == "chip":
+        assert len(chip_values) <= M
+    assert max(distinct_per_group(model).values()) <= M
+
+
+def test_hard_assignment_straight_through_gradients():
+    cb = Codebook(np.array([[-1.0, 0.5, 2.0]]), scale=None, bits=None)
+    q = CodebookQuantizer(cb, np.zeros(2, dtype=np.int64), "layer", mode="hard")
+    w = torch.tensor([[-0.9, 0.4, 1.9], [0.6, 0.7, -2.0]], requires_grad=True)
+    out = q(w)
+    assert out.tolist() == [[-1.0, 0.5, 2.0], [0.5, 0.5, -1.0]]
+    g = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    (out * g).sum().backward()
+    assert torch.equal(w.grad, g)                                   # identity to the latent weight
+    assert cb.centers.grad.tolist() == [[1.0 + 6.0, 2.0 + 4.0 + 5.0, 3.0]]  # sum over assigned weights
+
+
+def test_grid_codebook_gradient_passes_rounding():
+    cb = Codebook(np.array([[-0.3, 0.26]]), scale=0.125, bits=4)
+    assert cb.integers().tolist() == [[-2.0, 2.0]]
+    cb.values().sum().backward()
+    assert cb.centers.grad.tolist() == [[1.0, 1.0]]
+    tiny = Codebook(np.array([[0.01, -0.01]]), scale=0.125, bits=4)
+    assert tiny.integers().tolist() == [[1.0, -1.0]]               # never rounds to zero
+
+
+def test_soft_assignment_anneals_to_hard():
+    cb = Codebook(np.array([[-1.0, 1.0]]), scale=None, bits=None)
+    q = CodebookQuantizer(cb, np.zeros(1, dtype=np.int64), "layer", mode="soft", tau=10.0)
+    w = torch.tensor([[0.2, -0.5, 0.9]], requires_grad=True)
+    soft = q(w)
+    assert soft.abs().max() < 0.5                                   # hot: blends the values
+    soft.sum().backward()
+    assert w.grad.abs().sum() > 0 and cb.centers.grad.abs().sum() > 0
+    q.tau = 1e-4
+    assert torch.allclose(q(w), torch.tensor([[1.0, -1.0, 1.0]]))   # cold: the nearest value
+
+
+def test_uniform_quantizer_learns_and_snaps_scale():
+    q = UniformQuantizer(4, 0.1)
+    w = torch.tensor([0.05, -0.33, 0.9], requires_grad=True)
+    out = q(w)
+    assert torch.allclose(out, torch.tensor([0.1, -0.3, 0.7]))      # round, clamp at 7 steps
+    out.sum().backward()
+    assert q.log_scale.grad is not None and q.log_scale.grad != 0
+    q.freeze(vth=1.0)
+    assert q.scale == 1.0 / 8 and not q.log_scale.requires_grad      # 0.1 -> nearest 1 / 2^k
+
+
+def test_ternary():
+    q = TernaryQuantizer()
+    w = torch.tensor([0.1, -1.0, 0.8, 0.02, -0.6])
+    ints, quant = q.export(w)
+    # mean|w| = .504, threshold .353: keeps -1, .8, -.6 with scale .8
+    assert ints.tolist() == [0, -1, 1, 0, -1] and quant.scale == pytest.approx(0.8)
+
+
+def test_targets_without_codebook_get_uniform_qat():
+    model = _model()
+    attach_cat(model, CatSpec(M=None, weight_bits=8))
+    assert all(isinstance(s.quant, UniformQuantizer) for s in model.synapses())
+    harden(model)
+    net = model.to_network()
+    for s in ("fc1", "fc2"):
+        node = net.nodes[s]
+        ints = node.dense_weight() / node.quant.scale
+        assert np.array_equal(ints, np.rint(ints)) and np.log2(1 / node.quant.scale).is_integer()
+
+
+def test_harden_puts_latent_weights_on_their_values():
+    model = _model()
+    attach_cat(model, CatSpec(M=3, scope="neuron", weight_bits=8, mode="soft"))
+    harden(model)
+    for s in model.synapses():
+        assert s.quant.mode == "hard"
+        assert torch.equal(s.weight, s.effective_weight())
+
+
+def test_weight_scaling_none_exports_integers_and_integer_threshold():
+    model = _model()
+    attach_cat(model, CatSpec(M=4, scope="layer", weight_bits=8, weight_scaling="none"))
+    harden(model)
+    net = model.to_network()
+    for name in ("fc1", "fc2"):
+        assert net.nodes[name].quant.scale == 1.0
+        w = net.nodes[name].dense_weight()
+        assert np.array_equal(w, np.rint(w))
+    vth = net.nodes["lif1"].vth
+    assert vth == int(vth) and vth > 1
+    x = (torch.rand(6, 4, 20) < 0.5).float()
+    ref = SNN.from_network(net)
+    assert torch.equal(ref(x), model(x))                            # rescaling keeps the spikes
+
+
+def test_codebook_larger_than_grid_is_refused():
+    with pytest.raises(TrainingError, match="unique_weights M=300 exceeds the 255 non-zero values of a 8-bit weight"):
+        CatSpec(M=300, weight_bits=8)
+
+
+def test_zero_level_makes_absent_synapses_not_codebook_values():
+    cb = Codebook(np.array([[-1.0, 0.5, 2.0]]), scale=None, bits=None)
+    q = CodebookQuantizer(cb, np.zeros(1, dtype=np.int64), "layer", zero=True)
+    w = torch.tensor([[0.2, -0.45, 0.3, 1.1]])
+    assert q(w).tolist() == [[0.0, 0.0, 0.5, 0.5]]                  # nearest level, 0 included
+    q.zero = False
+    assert q(w).tolist() == [[0.5, -1.0, 0.5, 0.5]]
+    c = kmeans_1d([np.array([-1.0, -1.1, 0.01, -0.02, 0.9, 1.0])], 2, zero=True)
+    assert np.allclose(np.sort(c[0]), [-1.05, 0.95])               # the pinned zero absorbs the small ones
