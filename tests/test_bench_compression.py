@@ -1,0 +1,117 @@
+"""``spikefit bench compression``: grid plan, target checks, and a tiny real run through the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from spikefit.bench.compression import Cell, check_targets, plan, summarize
+from spikefit.cli import cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# One quantizer, one pruner, the float reference: tiny data, one epoch per stage, 1 pruning round.
+TINY = ["bench", "compression", "--dataset", "digits", "--seeds", "1", "--methods", "float,cat,fsc,magnitude",
+        "--M", "4", "--sparsity", "0,0.5", "--no-neuron-row", "--preset", "demo", "--epochs", "1",
+        "--train-limit", "96", "--test-limit", "60", "--timing-steps", "3", "--quiet"]
+
+
+def test_plan_shares_float_and_dense_cells():
+    cells = plan(["float", "cat", "uniform", "ternary", "fsc", "magnitude"], [3, 4], [0.0, 0.5], range(2))
+    per_seed = [c for c in cells if c.seed == 0]
+    assert Cell("float", None, 0.0, "layer", 0) in per_seed
+    assert Cell("uniform", 3, 0.0, "layer", 0) not in per_seed        # 3 values: not a whole number of bits
+    assert Cell("fsc", 4, 0.0, "layer", 0) not in per_seed            # the dense point is the cat cell
+    assert Cell("magnitude", 4, 0.5, "layer", 0) in per_seed
+    assert cells[0] == Cell("cat", 4, 0.0, "neuron", 0)               # heaviest first
+    # float, cat x2, uniform x1, ternary, fsc 0.5, magnitude 0.5, cat per neuron
+    assert len(per_seed) == 8 and len(cells) == 16
+
+
+def test_check_targets_margins():
+    def res(method, M, acc, sparsity=0.0, scope="layer"):
+        return {"method": method, "M": M, "sparsity": sparsity, "scope": scope, "seed": 0, "accuracy": acc,
+                "float_accuracy": 0.9, "step_time": 1.0, "float_step_time": 1.0, "measured_sparsity": sparsity,
+                "max_distinct": M, "seconds": 1.0}
+
+    summary = summarize([res("float", None, 0.90), res("cat", 4, 0.895), res("kmeans", 4, 0.80),
+                         res("uniform", 4, 0.89), res("fsc", 4, 0.86, 0.9), res("magnitude", 4, 0.87, 0.9)])
+    got = {t["target"]: t for t in check_targets(summary, {"ratio": 1.4}, sparsities=[0.9])}
+    assert got["CAT M=4 per layer >= float - 1.0 pp"]["met"]
+    assert got["CAT M=4 per layer >= float - 1.0 pp"]["margin"] == pytest.approx(0.5)
+    assert got["CAT M=4 per layer >= uniform 2-bit QAT + 1 pp"]["margin"] == pytest.approx(-0.5)
+    assert not got["FSC >= magnitude pruning at 90 % sparsity"]["met"]
+    assert got["FSC at 90 % sparsity >= dense CAT - 3 pp"]["margin"] == pytest.approx(-0.5)
+    assert got["CAT step <= 1.3 x float step"]["margin"] == pytest.approx(-0.1)
+    assert "CAT M=4 per neuron >= float - 2.0 pp" not in got  # its cell did not run
+
+
+def test_cli_tiny_run_tables_plots_and_jobs(tmp_path):
+    runner = CliRunner()
+    r1 = runner.invoke(cli, TINY + ["--json", "--jobs", "1", "--out", str(tmp_path / "one")])
+    assert r1.exit_code == 0, r1.output
+    rep = json.loads(r1.output)
+    assert [(r["method"], r["M"], r["sparsity"]) for r in rep["results"]] == [
+        ("float", None, 0.0), ("cat", 4, 0.0), ("fsc", 4, 0.5), ("magnitude", 4, 0.5)]
+    for r in rep["results"]:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["step_time"] > 0
+    assert rep["results"][2]["measured_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert rep["results"][1]["max_distinct"] <= 4
+    assert rep["speed"]["ratio"] > 0 and rep["speed"]["steps"] == 3
+    names = {t["target"] for t in rep["targets"]}
+    assert {"CAT M=4 per layer >= float - 1.0 pp", "FSC >= magnitude pruning at 50 % sparsity",
+            "CAT step <= 1.3 x float step"} <= names
+    out = tmp_path / "one"
+    assert sorted(p.name for p in out.iterdir()) == sorted(rep["files"]) == sorted([
+        "compression_digits.md", "compression_digits.json", "digits_accuracy_vs_M.png",
+        "digits_accuracy_vs_sparsity.png"])
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+    md = (out / "compression_digits.md").read_text()
+    assert "| method | M=4 |" in md and "| pruning | 0 % | 50 % |" in md and "### Targets" in md
+    again = runner.invoke(cli, ["bench", "compression", "--from-json", str(out / "compression_digits.json"),
+                                "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0 and (tmp_path / "again" / "compression_digits.md").read_text() == md
+
+    # Two worker processes give the same accuracies as one process (the installed command, for real).
+    exe = Path(sys.executable).with_name("spikefit")
+    r2 = subprocess.run([str(exe), *TINY, "--json", "--jobs", "2", "--timing-steps", "0"], capture_output=True,
+                        text=True, timeout=120)
+    assert r2.returncode == 0, r2.stderr
+    two = json.loads(r2.stdout)
+    keys = ("method", "M", "sparsity", "seed", "accuracy", "float_accuracy", "measured_sparsity", "max_distinct")
+    assert [{k: r[k] for k in keys} for r in two["results"]] == [{k: r[k] for k in keys} for r in rep["results"]]
+    assert two["speed"] is None and "CAT step <= 1.3 x float step" not in {t["target"] for t in two["targets"]}
+
+
+def test_cli_text_table():
+    r = CliRunner().invoke(cli, TINY + ["--timing-steps", "2", "--allocation", "layer"])
+    assert r.exit_code == 0, r.output
+    assert "--allocation layer " in r.output and "pruning allocation layer." in r.output
+    assert "| float (no quantization) | " in r.output and "| fsc | " in r.output and "| magnitude | " in r.output
+    assert "Training speed: CAT (M=4) step" in r.output and "### Every group" in r.output
+
+
+def test_cache_reuses_finished_cells(tmp_path):
+    cache = tmp_path / "cells.jsonl"
+    args = TINY + ["--methods", "float", "--timing-steps", "0", "--json", "--cache", str(cache)]
+    first = json.loads(CliRunner().invoke(cli, args).output)
+    cache.write_text(cache.read_text() + '{"key": "cut sho')  # a run killed mid-write
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.output)
+    assert second["results"][0]["seconds"] == first["results"][0]["seconds"]  # read back, not re-run
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    bad = tmp_path / "other.json"
+    bad.write_text('{"targets": []}')
+    r = CliRunner().invoke(cli, ["bench", "compression", "--from-json", str(bad)])
+    assert r.exit_code == 2 and "is not a report of 'spikefit bench compression'" in r.output
+    r = CliRunner().invoke(cli, ["bench", "compression", "--methods", "cat,bogus"])
+    assert r.exit_code == 2 and "unknown method 'bogus'" in r.output
+    r = CliRunner().invoke(cli, ["bench", "compression", "--sparsity", "0,1.5"])
+    assert r.exit_code == 2 and "every sparsity must lie in [0, 1)" in r.output
