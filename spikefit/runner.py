@@ -80,12 +80,10 @@ class CompareResult:
 
 
 def load_network(model) -> Network:
-    """A Network, or the NIR file at ``model`` (read with its own step size)."""
-    if isinstance(model, Network):
-        return model
-    from .nir_io import read_nir
+    """A Network, a NIR file (read with its own step size) or a checkpoint of ``spikefit fit``."""
+    from .model_io import load_model
 
-    return read_nir(Path(model))
+    return load_model(model)
 
 
 def prepare_inputs(network: Network, inputs=None, labels=None, dataset: str | None = None,

@@ -277,6 +277,31 @@ def load_checkpoint(path: Path) -> dict:
     return ck
 
 
+def load_network(path) -> Network:
+    """The network held by a checkpoint of :func:`fit` (as it was when saved, e.g. mid-fit), with the
+    metadata ``model.nir`` carries (target, dataset, steps, encoding, seed).
+
+    :raises ModelError: a missing or corrupt checkpoint.
+    """
+    try:
+        ck = load_checkpoint(path)
+    except TrainingError as e:
+        raise ModelError(str(e).replace("; delete it or run without --resume", "; use the model.nir of its fit "
+                                        "or fit again")) from None
+    try:
+        model = SNN.from_arch(ck["arch"])
+        _share_codebooks(model, ck["arch"])
+        model.load_state_dict(ck["model"])
+        config = FitConfig.from_dict(ck["config"])
+        steps = steps_for(load_dataset(ck["dataset"]), config)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise ModelError(f"checkpoint {str(path)!r} is corrupt ({type(e).__name__}); use the model.nir of its fit "
+                         "or fit again") from None
+    meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
+            "seed": config.seed}
+    return model.to_network(metadata=meta)
+
+
 def check_target(target, dataset: Dataset, config: FitConfig) -> None:
     """Fail early, in one line, on targets no classifier of this dataset can meet."""
     lim = target.limits

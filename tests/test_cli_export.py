@@ -92,12 +92,30 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert not (tmp_path / "o.nir").exists()
 
 
-def test_checkpoint_needs_the_trainer(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "spikefit.trainer", None)  # an installation without the trainer
+def test_checkpoint_exports_and_verifies_like_its_nir(tmp_path):
+    from test_trainer import TINY, tiny_target
+
+    from spikefit.nir_io import read_nir
+    from spikefit.trainer import FitConfig, fit
+
+    target = tiny_target()
+    fit(None, "digits", target, FitConfig(**TINY), out=tmp_path / "fit", progress=False)
+    result = invoke("export", tmp_path / "fit" / "checkpoint.pt", "--out", tmp_path / "ck.nir")
+    assert result.exit_code == 0, result.output
+    ours, theirs = read_nir(tmp_path / "ck.nir"), read_nir(tmp_path / "fit" / "model.nir")
+    assert ours.metadata["steps"] == theirs.metadata["steps"]
+    for name, node in theirs.nodes.items():
+        if hasattr(node, "weight"):
+            w = node.weight.toarray() if hasattr(node.weight, "toarray") else node.weight
+            v = ours.nodes[name].weight
+            assert np.array_equal(w, v.toarray() if hasattr(v, "toarray") else v), name
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path):
     (tmp_path / "run.pt").write_bytes(b"\x80")
     assert_one_line_error(invoke("export", tmp_path / "run.pt", "--out", tmp_path / "o.nir"),
-                          r"^Error: model file '.*run.pt' is a checkpoint, but this spikefit has no trainer "
-                          r"\(spikefit.trainer.load_network\) to read it; export the model as a NIR file$")
+                          r"^Error: checkpoint '.*run.pt' is corrupt \(.*\); use the model.nir of its fit or fit again$")
+    assert not (tmp_path / "o.nir").exists()
 
 
 class HalfWriter:

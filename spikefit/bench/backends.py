@@ -66,7 +66,7 @@ def backends(model: Path | None, dataset: str, samples: int, steps: int | None, 
              dt: float | None, as_json: bool) -> None:
     """Samples per second of the emulator and of Lava on the same model and samples, and the ratio."""
     if model is not None:
-        from ..cli.export import load_model
+        from ..model_io import load_model
 
         network = load_model(model, dt)
     else:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..runner import CompareResult, RunResult, compare, run as run_network
-from .export import load_model
+from ..model_io import load_model
 
 
 def _load_array(path: Path, what: str) -> np.ndarray:

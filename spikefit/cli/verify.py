@@ -15,14 +15,14 @@ import click
               help="Seconds per step used to read the NIR file (default: from the file, else 1e-3).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(model: Path, target: str, dt: float | None, as_json: bool) -> None:
-    """Check whether MODEL (a NIR file) fits TARGET: one row per limit the target declares, with the
+    """Check whether MODEL (a NIR file or a checkpoint of spikefit fit) fits TARGET: one row per limit the target declares, with the
     usage, the limit and where the usage is largest. Exit status 0: fits; 1: does not fit; 2: bad input."""
-    from ..nir_io import read_nir
+    from ..model_io import load_model
     from ..plugins import get_target
     from ..verify import verify as check
 
     spec = get_target(target)
-    report = check(read_nir(model, dt=dt), spec)
+    report = check(load_model(model, dt=dt), spec)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
