@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyprojec
 	$(PIP) install --no-deps --ignore-requires-python lava-nc==0.10.0
 	$(PIP) install -c constraints.txt -e . -e plugins/spikefit-lava -e examples/custom_chip_plugin
 	# Test-only: the libraries whose NIR files the interop tests read (norse without its torchvision dep).
-	$(PIP) install -c constraints.txt pytest snntorch==1.0.0
+	$(PIP) install -c constraints.txt pytest snntorch==1.0.0 nirtorch
 	$(PIP) install -c constraints.txt --no-deps norse==1.1.0
 	touch $(STAMP)
 
