@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ import torch
 from . import cat as C
 from . import fsc
 from .datasets import Dataset, encode, load_dataset, predict
-from .errors import DatasetError, ModelError, SpikefitError, TrainingError
+from .errors import DatasetError, ModelError, TrainingError
 from .network import Network
 from .nn import SNN, count_loss
 

@@ -4,34 +4,21 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import nir
 import numpy as np
-from click.testing import CliRunner
 
 from spikefit import hookimpl
-from spikefit.cli import cli
+from clitools import SPIKEFIT, assert_one_line_error, invoke
 from spikefit.errors import ExportError
 from spikefit.network import Dense, Input, Network, Neurons, Output
 from spikefit.nir_io import read_nir, write_nir
 from test_nir_io import assert_same_network
 
-SPIKEFIT = Path(sys.executable).parent / "spikefit"
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
-
-def assert_one_line_error(result, pattern: str) -> None:
-    """Exit 2, nothing on stdout, exactly one 'Error: ...' line on stderr and no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-    assert result.stdout == ""
 
 
 def small_net() -> Network:

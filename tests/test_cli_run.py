@@ -4,30 +4,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-from click.testing import CliRunner
 
 from spikefit import hookimpl
-from spikefit.cli import cli
+from clitools import SPIKEFIT, assert_one_line_error, invoke
 from spikefit.emulator import EmulatorBackend
 from spikefit.network import Dense, Input, Network, Neurons, Output
 from spikefit.nir_io import write_nir
 
-SPIKEFIT = Path(sys.executable).parent / "spikefit"
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
-
-def assert_one_line_error(result, pattern: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 def one_hot_files(tmp_path, n: int = 4, steps: int = 5, held: bool = False):

@@ -3,34 +3,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from spikefit import TargetSpec, hookimpl, plugins
-from spikefit.cli import cli
+from clitools import SPIKEFIT, assert_one_line_error, invoke
 
-SPIKEFIT = Path(sys.executable).parent / "spikefit"
 CATALOG = ["akida", "dynapse2", "loihi", "loihi2", "speck2f", "spinnaker2", "truenorth", "xylo-audio2"]
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args))
 
-
-def assert_one_line_error(result, pattern: str) -> None:
-    """Exit 2, nothing on stdout, exactly one 'Error: ...' line on stderr and no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ") and "Traceback" not in result.output
-    assert re.search(pattern, lines[0]), lines[0]
-    assert result.stdout == ""
 
 
 def test_targets_lists_the_catalog_as_a_table():

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from spikefit import fsc
-from spikefit.cat import CatSpec, attach_cat, harden
+from spikefit.cat import CatSpec, attach_cat
 from spikefit.errors import TrainingError
 from spikefit.nn import SNN, Conv, Flatten, LIF, Linear, Probe, count_loss
 

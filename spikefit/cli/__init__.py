@@ -1,8 +1,6 @@
 """The ``spikefit`` command line: thin commands over the Python API, one module per concept."""
 from __future__ import annotations
 
-import functools
-import sys
 from importlib import import_module
 
 import click
