@@ -42,14 +42,15 @@ METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random"}
 
 
-def _quantizer_setup(method: str, model, M: int | None, scope: str, weight_bits: int | None, config: FitConfig):
+def _quantizer_setup(method: str, model, M: int | None, scope: str, weight_bits: int | None, config: FitConfig,
+                     zero: bool = True):
     """Attach the method's weight quantizer at the start of the compression stage."""
     if method in ("cat", "cat-hard", "cat-soft", "fsc", "magnitude", "random"):
         if M is None and method.startswith("cat"):
             raise TrainingError(f"method {method!r} needs M (codebook size)")
         mode = {"cat": config.cat_mode, "cat-hard": "hard", "cat-soft": "soft"}.get(method, config.cat_mode)
         if M is not None:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, mode))
+            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, mode, zero))
         return mode
     if method == "uniform":
         if M is None or M < 2 or M & (M - 1):
@@ -70,7 +71,8 @@ def _quantizer_setup(method: str, model, M: int | None, scope: str, weight_bits:
 
 def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: int,
                config: FitConfig | None = None, *, scope: str = "layer", weight_bits: int | None = 8,
-               threads: int | None = None, allocation: str | None = None, fsc_neurons: bool = True) -> dict:
+               threads: int | None = None, allocation: str | None = None, fsc_neurons: bool = True,
+               zero: bool = True) -> dict:
     """Train with ``method`` and return accuracy, float accuracy (after the shared warm-up) and the
     median wall time of one training step in the compression stage (``step_time``) and in the float
     warm-up (``float_step_time``).
@@ -81,7 +83,8 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
         all synapses) or "layer" (every layer pruned to the level); None: "global" for FSC, whose
         scores are comparable across layers (loss units), "layer" for magnitude and random.
     :param fsc_neurons: FSC may remove whole hidden neurons when that costs less loss per freed
-        synapse (F_i / k_i) than single synapses (F_ij); False: synapses only."""
+        synapse (F_i / k_i) than single synapses (F_ij); False: synapses only.
+    :param zero: CAT and k-means may set a weight to 0 (an absent synapse) besides the M values."""
     if method not in METHODS:
         raise TrainingError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if not 0.0 <= sparsity < 1.0:
@@ -117,7 +120,7 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
         float_acc = evaluate(model, x_test, y_test)
 
         ptq = method == "kmeans"
-        mode = None if ptq else _quantizer_setup(method, model, M, scope, weight_bits, cfg)
+        mode = None if ptq else _quantizer_setup(method, model, M, scope, weight_bits, cfg, zero)
         soft_factory = None
         if mode == "soft":
             def soft_factory(k, n, size):
@@ -146,11 +149,12 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
             run_epochs(cfg.prune_epochs, cfg.prune_lr, times)
         run_epochs(cfg.finetune_epochs, cfg.finetune_lr, times)
         if ptq:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, "hard"))
+            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, "hard", zero))
             C.harden(model)
         acc = evaluate(model, x_test, y_test)
         distinct = C.distinct_per_group(model)
     return {"method": method, "dataset": dataset, "M": M, "sparsity": sparsity, "seed": seed, "scope": scope,
+            "zero": zero if method in ("cat", "cat-hard", "cat-soft", "kmeans", "fsc", "magnitude", "random") else None,
             "fsc_neurons": fsc_neurons if PRUNERS.get(method, "fsc") == "fsc" and sparsity else None,
             "allocation": (allocation or ("global" if PRUNERS.get(method, "fsc") == "fsc" else "layer")) if sparsity else None,
             "accuracy": acc, "float_accuracy": float_acc,
