@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ModelError
+from .fixedpoint import pool_matrix
 from .network import Conv2d, Dense, Flatten, Input, Network, Neurons, Pool2d
 from .spec import TargetSpec
 
@@ -479,20 +480,6 @@ def _checked(u: np.ndarray, name: str) -> np.ndarray:
     return u
 
 
-def _pool_matrix(pool: Pool2d) -> sp.csr_array:
-    """(pooled outputs, inputs) matrix of a Pool2d: 1 per window tap (sum) or 1/taps (avg)."""
-    c, h, w = pool.input_shape
-    _, oh, ow = pool.output_shape
-    (kh, kw), (sy, sx), (py, px) = pool.kernel, pool.stride, pool.padding
-    ch, oy, ox, ty, tx = np.meshgrid(np.arange(c), np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw), indexing="ij")
-    iy, ix = oy * sy - py + ty, ox * sx - px + tx
-    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    rows = ((ch * oh + oy) * ow + ox)[ok]
-    cols = ((ch * h + iy) * w + ix)[ok]
-    val = 1.0 if pool.kind_ == "sum" else 1.0 / (kh * kw)
-    return sp.csr_array((np.full(rows.size, val), (rows, cols)), shape=(c * oh * ow, c * h * w))
-
-
 class _Stream:
     """The incoming synapses of one population: its parts merged row by row."""
 
@@ -763,9 +750,9 @@ class _Check:
         n_in = int(np.prod(conn.input_shape))
         base = self.base[pre.name]
         if pools:
-            fold = _pool_matrix(pools[0])
+            fold = pool_matrix(pools[0])
             for p in pools[1:]:
-                fold = _pool_matrix(p) @ fold
+                fold = pool_matrix(p) @ fold
             if fold.shape != (n_in, n_pre):
                 raise ModelError(f"pooling before layer {conn.name!r} maps {fold.shape[1]} inputs to {fold.shape[0]}, "
                                  f"but its source {pre.name!r} has {n_pre} and the layer reads {n_in}; fix the shapes")
