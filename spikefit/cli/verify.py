@@ -19,7 +19,7 @@ def verify(model: Path, target: str, dt: float | None, as_json: bool) -> None:
     usage, the limit and where the usage is largest. Exit status 0: fits; 1: does not fit; 2: bad input."""
     from ..model_io import load_model
     from ..plugins import get_target
-    from ..verify import verify as check
+    from ..fitcheck import verify as check
 
     spec = get_target(target)
     report = check(load_model(model, dt=dt), spec)
