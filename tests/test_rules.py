@@ -2,6 +2,8 @@
 reporting, and a rule that raises."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,21 @@ def test_hook_register_vendor_checks(register_plugin):
         assert v.fits == case.expect == fits
     with pytest.raises(PluginError, match=r"no vendor check for target 'loihi2'; vendor checks: toychip \(toytool\)"):
         get_vendor_check("loihi2")
+
+
+def test_bench_vendor_agreement_and_verify_vendor_check(register_plugin, tmp_path):
+    from click.testing import CliRunner
+
+    from spikefit.cli import cli
+    from spikefit.nir_io import write_nir
+
+    register_plugin(TargetPlugin(TargetSpec.from_dict({"name": "toychip", "limits": {"neurons": 8}})), "toy_targets")
+    register_plugin(VendorPlugin(), "toy_vendor")
+    res = CliRunner().invoke(cli, ["bench", "vendor-agreement", "--target", "toychip", "--out", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    assert "toychip  toy/big    no      no        agree" in res.output
+    assert "toychip       toytool        2      2         0" in res.output
+    write_nir(net(6, 3), tmp_path / "big.nir")
+    res = CliRunner().invoke(cli, ["verify", "--target", "toychip", "--vendor-check", str(tmp_path / "big.nir")])
+    assert res.exit_code == 1
+    assert re.search(r"vendor check \(toytool\)\s+does not fit\s+maps\s+FAIL\s+ToolError: 9 neurons > 8", res.output)
