@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install bench clean
 
-$(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyproject.toml examples/custom_chip_plugin/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyproject.toml examples/custom_chip_plugin/pyproject.toml \
+		plugins/spikefit-akida/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
 	# Lava's dependencies at versions that work on Python 3.11, then lava-nc itself without its
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyprojec
 	# Test-only: the libraries whose NIR files the interop tests read (norse without its torchvision dep).
 	$(PIP) install -c constraints.txt pytest snntorch==1.0.0 nirtorch
 	$(PIP) install -c constraints.txt --no-deps norse==1.1.0
+	# Akida (BrainChip AKD1000): akida 2.19.3 is a binary wheel whose only dependency is numpy (works
+	# with numpy 1.26.4); spikefit-akida runs its mapper as the akida target's vendor check.
+	$(PIP) install -c constraints.txt akida==2.19.3 -e plugins/spikefit-akida
 	touch $(STAMP)
 
 install: $(STAMP)
