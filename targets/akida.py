@@ -268,8 +268,8 @@ def sequential(view):
 
 
 def kernels(view):
-    """Convolution kernels are square, 1/3/5/7 (InputConvolutional 3/5/7), strides 1 or 2 (any for the
-    InputConvolutional), padding 'same' (InputConvolutional: 'same' or 'valid')."""
+    """Convolution kernels are square, 1/3/5/7 (InputConvolutional 3/5/7), stride 1, or 2 with 3 x 3
+    kernels (1 to 3 in the InputConvolutional), padding 'same' (InputConvolutional: 'same' or 'valid')."""
     bad = []
     for la in _layers(view):
         if la.kind == "fc":
@@ -280,11 +280,12 @@ def kernels(view):
         if kh != kw or kh not in allowed:
             bad.append((f"layer {n}", f"kernel {kh}x{kw} of layer {n} is not square {', '.join(map(str, allowed))}; "
                         "use a square kernel of those sizes"))
-        elif not ic and max(la.conn.stride) > 2:
-            bad.append((f"layer {n}", f"stride {la.conn.stride} of layer {n} exceeds 2; use stride 1 or 2"))
+        elif max(la.conn.stride) > (3 if ic else 2 if kh == 3 else 1):
+            bad.append((f"layer {n}", f"stride {la.conn.stride} of {kh}x{kh} layer {n} is not supported; use stride 1 "
+                        "(2 with 3x3 kernels; up to 3 in the input convolution)"))
         elif la.padding == "other" or (la.padding == "valid" and not ic):
             bad.append((f"layer {n}", f"padding {la.conn.padding} of layer {n} is not 'same' (k // 2); pad by k // 2"))
-    return _first(view, bad, "ok", "k 1/3/5/7 square, stride <= 2, same padding")
+    return _first(view, bad, "ok", "k 1/3/5/7 square, stride 1 (2 at 3x3), same padding")
 
 
 def sizes(view):
@@ -402,7 +403,7 @@ RULES = RuleSet(
     rules=(
         Rule("akida.sequential", sequential, "one chain Input -> (connection, population, average pooling)*; "
              "integer weights (akida Model is a layer sequence)"),
-        Rule("akida.kernels", kernels, "square kernels 1/3/5/7, stride <= 2, same padding (akida mapper messages)"),
+        Rule("akida.kernels", kernels, "square kernels 1/3/5/7, stride 1 (2 at 3x3), same padding (akida mapper messages)"),
         Rule("akida.sizes", sizes, "x, y <= 4096, channels <= 2048, FC inputs <= 57,334, IC filters <= 32..512",
              about="size"),
         Rule("akida.pooling", pooling, "global average pooling only, input x <= 32, output y >= 3"),
