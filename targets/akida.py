@@ -20,8 +20,10 @@ stores ``k`` in the narrowest Akida width that holds them: 1 bit {0, 1}, 2 bits 
 Neural processors (NPs): AKD1000 has 78; 18 of them can be an FNP3 and 4 an FNP2, every one a CNP.
 A FullyConnected takes one FNP: an FNP3 when ``units * (WF[bits] * ceil(inputs / 32) + 4) <= 10752``
 (its on-chip weight memory), else an FNP2 (weights in external memory); at most 4 FNP2s. A
-Convolutional takes ``ceil(x / 32) * ceil(y / 256) * ceil(filters / per_np)`` CNPs, where ``per_np``
-is how many filters of ``c`` input channels one CNP's filter memory holds::
+Convolutional takes ``spatial_split * ceil(filters / per_np)`` CNPs: its input map is cut in chunks
+of 32 rows (x) and 256 columns (y) or fewer, so that a chunk fits a CNP's input memory
+(:func:`spatial_split`), and ``per_np`` is how many filters of ``c`` input channels one CNP's filter
+memory holds::
 
     per_np = min(504, FILTERS_MAX, 8 * floor(FILTERS_PER_ROW[bits][k] * floor(FILTER_ROWS[bits] / c) / 8))
 
@@ -52,6 +54,8 @@ KERNELS = (1, 3, 5, 7)                       # Convolutional; the InputConvoluti
 IC_CHANNELS, IC_MAX_Y = (1, 3), 256
 IC_MAX_FILTERS = {(1, 3): 512, (1, 5): 192, (1, 7): 96, (3, 3): 192, (3, 5): 64, (3, 7): 32}  # by (c, k)
 CNP_X, CNP_Y, CNP_FILTERS = 32, 256, 504     # akida.MapConstraints(AKD1000()) defaults
+CNP_INPUT = 344064                           # a CNP's input map: rows (8-padded) x columns x channels
+IC_MIN_SIDE = 5                              # InputConvolutional input x >= max(5, k), y >= 5
 GAP_MAX_X, GAP_MIN_OUT_Y = 32, 3             # global average pooling input/output bounds
 RANGES = {1: (0, 1), 2: (-1, 1), 4: (-7, 7), 8: (-128, 127)}   # integer range of each weight width
 FILTER_ROWS = {1: 896, 2: 896, 4: 448}       # rows of a CNP's filter memory, one per input channel
@@ -232,7 +236,25 @@ def processors(layer: AkidaLayer) -> tuple[str, int]:
     per = filters_per_np(c, layer.kernel[0], bits) if layer.kernel[0] in KERNELS else CNP_FILTERS
     if per == 0:
         return "CNP", 0
-    return "CNP", math.ceil(x / CNP_X) * math.ceil(y / CNP_Y) * math.ceil(layer.units / per)
+    return "CNP", spatial_split(layer) * math.ceil(layer.units / per)
+
+
+def spatial_split(layer: AkidaLayer) -> int:
+    """How many parts a convolution's input map is cut into, one CNP group each: x in chunks of 32 rows;
+    each chunk's y in parts of at most ``min(256, 344064 // (rows8 * c))`` columns (rows8: the chunk's
+    rows rounded up to 8), overlapping by the kernel's k - 1 columns when cut. Exact whenever no
+    chunk is cut by its columns; when one is, a lower bound (docs/akida.md: 91 of 101 random layers exact)."""
+    x, y, c = layer.in_shape
+    halo = layer.kernel[0] - 1
+    chunks = [CNP_X] * (math.ceil(x / CNP_X) - 1) + [x - CNP_X * (math.ceil(x / CNP_X) - 1)]
+    parts = 0
+    for rows in chunks:
+        cols = min(CNP_Y, CNP_INPUT // (8 * math.ceil(rows / 8) * max(c, 1)))
+        if y <= cols:
+            parts += 1
+        else:
+            parts += math.ceil((y - halo) / (cols - halo)) if cols > halo else 10 ** 6
+    return parts
 
 
 # -- rules ------------------------------------------------------------------------------------------
@@ -290,7 +312,7 @@ def kernels(view):
 
 def sizes(view):
     """Dimensions: x, y <= 4096; channels and filters <= 2048; InputConvolutional filters <= 512 (1
-    channel, 3 x 3) down to 32 (3 channels, 7 x 7) and y <= 256; FullyConnected inputs <= 57,334 (zeros
+    channel, 3 x 3) down to 32 (3 channels, 7 x 7), 5 <= y <= 256 and x >= max(5, k); FullyConnected inputs <= 57,334 (zeros
     included) and units < 2^17."""
     bad, worst = [], 0
     for la in _layers(view):
@@ -311,6 +333,9 @@ def sizes(view):
                         f"{la.units} filters, more than {most}; use fewer filters or a smaller kernel"))
         elif la.kind == "input_conv" and y > IC_MAX_Y:
             bad.append((f"layer {n}", f"input convolution {n} reads width {y}, more than {IC_MAX_Y}"))
+        elif la.kind == "input_conv" and (x < max(IC_MIN_SIDE, la.kernel[0]) or y < IC_MIN_SIDE):
+            bad.append((f"layer {n}", f"input convolution {n} reads a {x}x{y} map, smaller than "
+                        f"{max(IC_MIN_SIDE, la.kernel[0])}x{IC_MIN_SIDE}; use a larger input"))
         elif max(c, la.units) > MAX_CHANNELS:
             bad.append((f"layer {n}", f"layer {n} has {max(c, la.units)} channels, more than {MAX_CHANNELS}"))
     return _first(view, bad, worst, FC_MAX_INPUTS)
@@ -318,7 +343,7 @@ def sizes(view):
 
 def pooling(view):
     """Average pooling is global (the whole conv output), after a Convolutional (not the
-    InputConvolutional), with input x <= 32 and output y >= 3."""
+    InputConvolutional), with input x <= 32 and output y >= 3, on a map that one CNP holds."""
     bad = []
     for la in _layers(view):
         if la.pool is None:
@@ -334,6 +359,9 @@ def pooling(view):
                         "Akida averages the whole map only"))
         elif x > GAP_MAX_X:
             bad.append((f"pool {p}", f"global pooling {p} after layer {n} reads x = {x}, more than {GAP_MAX_X}"))
+        elif spatial_split(la) > 1:
+            bad.append((f"pool {p}", f"global pooling {p} after layer {n}: its {x}x{y}x{la.in_shape[2]} input does "
+                        "not fit one CNP, and a pooled map cannot be split; use fewer channels or a smaller map"))
         elif out_y < GAP_MIN_OUT_Y:
             bad.append((f"pool {p}", f"global pooling {p} averages {out_y} columns, fewer than {GAP_MIN_OUT_Y}"))
     return _first(view, bad, "ok", "global average, x <= 32, y >= 3")
@@ -406,7 +434,7 @@ RULES = RuleSet(
         Rule("akida.kernels", kernels, "square kernels 1/3/5/7, stride 1 (2 at 3x3), same padding (akida mapper messages)"),
         Rule("akida.sizes", sizes, "x, y <= 4096, channels <= 2048, FC inputs <= 57,334, IC filters <= 32..512",
              about="size"),
-        Rule("akida.pooling", pooling, "global average pooling only, input x <= 32, output y >= 3"),
+        Rule("akida.pooling", pooling, "global average pooling only, input x <= 32, output y >= 3, one CNP's map"),
         Rule("akida.weights", weights, "4-bit [-7, 7] weights, 8-bit [-128, 127] in the input convolution",
              about="weights"),
         Rule("akida.filter_memory", filter_memory, "a filter fits a CNP's filter memory (measured)", about="size"),

@@ -13,7 +13,8 @@ rules and the converter share one definition; what the layers may hold is then t
   0 -> Padding.Valid. A following average Pool2d is the layer's pooling (PoolType.Average; a window
   smaller than the map is passed as pool_size, which Akida refuses).
 * Dense (units, n) -> ``FullyConnected`` with weights (1, 1, n, units), inputs reordered from
-  spikefit's (c, h, w) flattening to Akida's (x, y, c).
+  spikefit's (c, h, w) flattening to Akida's, which runs x fastest, then y, then c (measured with
+  ``Model.forward``).
 * The population after a connection is the layer's activation (act_bits = 1: a spike); its threshold
   is ``floor((vth - bias) / scale)`` in integer weight units and act_step 1, so a neuron spikes when
   its integer input sum exceeds the threshold. No population: activation off.
@@ -36,7 +37,7 @@ def _akida_weights(la: AkidaLayer, k: np.ndarray) -> np.ndarray:
             k = k[:, :, ::-1, ::-1]                     # Convolutional convolves: flip the kernel
         return np.ascontiguousarray(k.transpose(2, 3, 1, 0))
     x, y, c = la.in_shape
-    k = k.reshape(la.units, c, x, y).transpose(2, 3, 1, 0) if (x, y) != (1, 1) else k.T
+    k = k.reshape(la.units, c, x, y).transpose(1, 3, 2, 0) if (x, y) != (1, 1) else k.T   # Akida: x fastest
     return np.ascontiguousarray(k.reshape(1, 1, x * y * c, la.units))
 
 
