@@ -127,7 +127,7 @@ def test_io_limited_and_non_lif_chips(catalog):
     assert (xylo.limits.inputs, xylo.limits.outputs, xylo.limits.fan_out, xylo.limits.cores) == (16, 8, 64, 1)
     assert xylo.neuron.reset == "subtract" and "conv2d" not in xylo.layers.kinds
     akida = catalog["akida"]
-    assert akida.vendor == "BrainChip" and akida.limits.cores == 80 and akida.limits.weight_bits == 4
+    assert akida.vendor == "BrainChip" and akida.limits.cores is None and akida.limits.weight_bits == 8
     assert akida.neuron.models == ("if",) and "recurrent" not in akida.layers.kinds
     assert catalog["spinnaker2"].is_unverified("limits.weight_bits")
 
