@@ -239,22 +239,37 @@ def processors(layer: AkidaLayer) -> tuple[str, int]:
     return "CNP", spatial_split(layer) * math.ceil(layer.units / per)
 
 
+def _chunks(layer: AkidaLayer) -> list[tuple[int, int]]:
+    """(rows, columns per part) of each 32-row chunk of a convolution's input map."""
+    x, y, c = layer.in_shape
+    n = math.ceil(x / CNP_X)
+    rows = [CNP_X] * (n - 1) + [x - CNP_X * (n - 1)]
+    return [(r, min(CNP_Y, CNP_INPUT // (8 * math.ceil(r / 8) * max(c, 1)))) for r in rows]
+
+
 def spatial_split(layer: AkidaLayer) -> int:
     """How many parts a convolution's input map is cut into, one CNP group each: x in chunks of 32 rows;
     each chunk's y in parts of at most ``min(256, 344064 // (rows8 * c))`` columns (rows8: the chunk's
-    rows rounded up to 8), overlapping by the kernel's k - 1 columns when cut. Exact whenever no
-    chunk is cut by its columns; when one is, a lower bound (docs/akida.md: 91 of 101 random layers exact)."""
-    x, y, c = layer.in_shape
-    halo = layer.kernel[0] - 1
-    chunks = [CNP_X] * (math.ceil(x / CNP_X) - 1) + [x - CNP_X * (math.ceil(x / CNP_X) - 1)]
+    rows rounded up to 8), overlapping by the kernel's k - 1 columns when cut. Exact unless
+    :func:`memory_cut`; a lower bound then (docs/akida.md)."""
+    y, halo = layer.in_shape[1], layer.kernel[0] - 1
     parts = 0
-    for rows in chunks:
-        cols = min(CNP_Y, CNP_INPUT // (8 * math.ceil(rows / 8) * max(c, 1)))
+    for _, cols in _chunks(layer):
         if y <= cols:
             parts += 1
         else:
             parts += math.ceil((y - halo) / (cols - halo)) if cols > halo else 10 ** 6
     return parts
+
+
+def memory_cut(layer: AkidaLayer) -> bool:
+    """Some 32-row chunk of the map (with k - 1 overlap rows when x is cut) does not fit a CNP's input
+    memory whole: the mapper then cuts rows or columns further, and spatial_split may count low."""
+    if layer.kind != "conv":
+        return False
+    x, y, c = layer.in_shape
+    halo = layer.kernel[0] - 1 if x > CNP_X else 0
+    return any(8 * math.ceil((rows + halo) / 8) * min(y, CNP_Y) * c > CNP_INPUT for rows, _ in _chunks(layer))
 
 
 # -- rules ------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import pytest
 
 import spikefit
 from spikefit.vendor import get_vendor_check, spikefit_verdict
-from spikefit_akida.corpus import corpus
+from spikefit.targets import akida as A
+from spikefit_akida.corpus import corpus, random_networks
 
 SUBSET = (
     "fc/inputs-57334", "fc/inputs-57335-mostly-zero", "fc/layers-23", "fc/fnp3-1075-then-fnp2-4",
@@ -61,3 +62,19 @@ def test_the_plugin_registers_without_importing_akida():
             "c = get_vendor_check('akida'); print(c.name, c.target, 'akida' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["akida", "akida", "False"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_networks_agree_with_akida(seed):
+    """Beyond the corpus: seeded random convolutional networks. Where a map is cut by a CNP's input
+    memory spikefit's CNP count is a lower bound, so there it never refuses what akida maps."""
+    check, spec = get_vendor_check("akida"), spikefit.get_target("akida")
+    for network in random_networks(seed, 6, max_side=64, max_y=40):
+        vendor = check.check(network, spec)
+        ours, why = spikefit_verdict(network, spec)
+        if vendor.fits is None:
+            assert ours is not True
+        elif any(A.memory_cut(la) for la in A.akida_layers(network)):
+            assert ours or not vendor.fits, f"akida: {vendor.message} | spikefit: {why}"
+        else:
+            assert ours == vendor.fits, f"akida: {vendor.message} | spikefit: {why}"

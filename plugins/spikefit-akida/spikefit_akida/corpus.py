@@ -210,3 +210,34 @@ def corpus() -> list[Case]:
     cases = [Case(name=f"akida/{n}", network=nw, expect=e, known_difference=kd) for n, nw, e, kd in _cases()]
     cases.append(Case("akida/structure/recurrent", _recurrent(), None, ""))
     return cases
+
+
+def random_networks(seed: int, n: int, max_side: int = 200, max_y: int = 60) -> list[Network]:
+    """``n`` seeded random convolutional networks (1-2 convolutions of random channels, kernels, widths,
+    strides and filters, then sometimes global pooling and a dense head) to hold spikefit's rules
+    against the mapper beyond the corpus. Weight arrays stay below ~3 M values."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        c = max(2, int(rng.choice([2, 4, 8, 16, 40, 64, 100, 150, 200, 300, 448, 600, 896])) + int(rng.integers(-3, 4)))
+        if rng.random() < 0.3:
+            c = int(rng.choice([1, 3]))
+        h, w = int(rng.integers(3, max_side)), int(rng.integers(3, max_y))
+        layers, cin, hh, ww = [], c, h, w
+        for _ in range(int(rng.integers(1, 3))):
+            k, span = int(rng.choice([1, 3, 5, 7])), (ONE, TWO, FOUR)[int(rng.integers(0, 3))]
+            f = int(rng.choice([8, 16, 64, 200, 504, 505, 1000, 2048])) + int(rng.integers(0, 8))
+            s = int(rng.choice([1, 1, 2]))
+            f = min(f, 2048, max(8, int(2e6 // (cin * k * k))))
+            if f * hh * ww > 3e6:
+                f = max(8, int(3e6 // (hh * ww)))
+            layers.append(("conv", f, k, span, s, None))
+            cin, hh, ww = f, -(-hh // s), -(-ww // s)
+        if rng.random() < 0.5:
+            layers += [("pool", "avg", None)] if rng.random() < 0.3 else []
+            layers += [("flatten",), ("fc", int(rng.integers(1, 40)), (ONE, TWO, FOUR)[int(rng.integers(0, 3))])]
+        try:
+            out.append(net((c, h, w), *layers, seed=len(out)))
+        except ValueError:                          # e.g. a stride that leaves an empty map
+            continue
+    return out
