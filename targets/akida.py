@@ -30,7 +30,9 @@ memory holds::
 (0: the filter does not fit in a CNP). The mapper gives convolutions the NPs that cannot be FNPs
 first, so the network fits when the FNP2 layers number <= 4, the FullyConnected layers <= 22 and all
 NPs <= 78. Every formula was fitted to the mapper's own ``layer.mapping.nps`` (1,806 filter-memory
-points, 27 held-out FNP3 shapes; docs/akida.md).
+points, 27 held-out FNP3 shapes, 101 random convolutions; docs/akida.md). The CNP count is exact unless
+a chunk of the map does not fit a CNP's input memory whole (:func:`memory_cut`); there it is a lower
+bound.
 """
 from __future__ import annotations
 
