@@ -78,3 +78,11 @@ def test_random_networks_agree_with_akida(seed):
             assert ours or not vendor.fits, f"akida: {vendor.message} | spikefit: {why}"
         else:
             assert ours == vendor.fits, f"akida: {vendor.message} | spikefit: {why}"
+
+
+def test_without_akida_the_check_says_how_to_install_it(monkeypatch):
+    from spikefit.errors import PluginError
+
+    monkeypatch.setitem(sys.modules, "akida", None)           # `import akida` raises ImportError
+    with pytest.raises(PluginError, match=r"^akida is not installed; install it with `make install` \(akida==2.19.3"):
+        get_vendor_check("akida").check(CASES["fc/inputs-57334"].network, spikefit.get_target("akida"))

@@ -31,9 +31,10 @@ class AkidaBackend:
         if pooled:
             raise BackendError(f"population {pooled[0]} is pooled inside its Akida layer, so akida cannot report its "
                                "spikes; run the network without pooling or use the emulator backend")
-        import akida
-
         from .convert import OutsideInt8, to_akida
+        from .sdk import require_akida
+
+        akida = require_akida(BackendError)
 
         try:
             model = to_akida(network)

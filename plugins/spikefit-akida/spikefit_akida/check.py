@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from spikefit.errors import PluginError
 from spikefit.network import Network
 from spikefit.spec import TargetSpec
 from spikefit.vendor import VendorVerdict
@@ -31,8 +32,9 @@ class AkidaCheck:
         from spikefit.targets.akida import NotAkida
 
         from .convert import OutsideInt8, to_akida
+        from .sdk import require_akida
 
-        import akida
+        akida = require_akida(PluginError)
 
         try:
             model = to_akida(network)

@@ -75,7 +75,7 @@ def to_akida(network: Network):
     """The ``akida.Model`` of ``network``. Raises spikefit.targets.akida.NotAkida when the network has no
     Akida form (a branch, recurrence, sum pooling, weights on no integer grid); an Akida layer that
     refuses its parameters or weights raises the vendor's own exception."""
-    import akida
+    import akida  # callers check it is installed (sdk.require_akida)
 
     layers = akida_layers(network)
     ints = [integer_weights(la.conn) for la in layers]

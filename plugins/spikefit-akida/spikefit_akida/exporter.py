@@ -39,9 +39,10 @@ class AkidaExporter:
         why = refusal(network)
         if why is not None:
             raise ExportError(f"the AKD1000 cannot run this network: {why}")
-        import akida
-
         from .convert import to_akida
+        from .sdk import require_akida
+
+        akida = require_akida(ExportError)
 
         try:
             model = to_akida(network)
