@@ -21,18 +21,16 @@ Neural processors (NPs): AKD1000 has 78; 18 of them can be an FNP3 and 4 an FNP2
 A FullyConnected takes one FNP: an FNP3 when ``units * (WF[bits] * ceil(inputs / 32) + 4) <= 10752``
 (its on-chip weight memory), else an FNP2 (weights in external memory); at most 4 FNP2s. A
 Convolutional takes ``spatial_split * ceil(filters / per_np)`` CNPs: its input map is cut in chunks
-of 32 rows (x) and 256 columns (y) or fewer, so that a chunk fits a CNP's input memory
-(:func:`spatial_split`), and ``per_np`` is how many filters of ``c`` input channels one CNP's filter
-memory holds::
+of at most 32 rows (x) and 256 columns (y), fewer when a chunk (with the kernel's overlap) would not
+fit a CNP's 344,064-entry input memory (:func:`spatial_split`), and ``per_np`` is how many filters of
+``c`` input channels one CNP's filter memory holds::
 
     per_np = min(504, FILTERS_MAX, 8 * floor(FILTERS_PER_ROW[bits][k] * floor(FILTER_ROWS[bits] / c) / 8))
 
 (0: the filter does not fit in a CNP). The mapper gives convolutions the NPs that cannot be FNPs
 first, so the network fits when the FNP2 layers number <= 4, the FullyConnected layers <= 22 and all
-NPs <= 78. Every formula was fitted to the mapper's own ``layer.mapping.nps`` (1,806 filter-memory
-points, 27 held-out FNP3 shapes, 101 random convolutions; docs/akida.md). The CNP count is exact unless
-a chunk of the map does not fit a CNP's input memory whole (:func:`memory_cut`); there it is a lower
-bound.
+NPs <= 78. Every formula was fitted to the mapper's own ``layer.mapping.nps`` and checked on held-out
+shapes (1,806 filter-memory points, 27 FNP3 shapes, 277 random convolutions; docs/akida.md).
 """
 from __future__ import annotations
 
@@ -56,7 +54,7 @@ KERNELS = (1, 3, 5, 7)                       # Convolutional; the InputConvoluti
 IC_CHANNELS, IC_MAX_Y = (1, 3), 256
 IC_MAX_FILTERS = {(1, 3): 512, (1, 5): 192, (1, 7): 96, (3, 3): 192, (3, 5): 64, (3, 7): 32}  # by (c, k)
 CNP_X, CNP_Y, CNP_FILTERS = 32, 256, 504     # akida.MapConstraints(AKD1000()) defaults
-CNP_INPUT = 344064                           # a CNP's input map: rows (8-padded) x columns x channels
+CNP_INPUT = 344064                           # a CNP's input memory: rows (8-padded) x columns x channels
 IC_MIN_SIDE = 5                              # InputConvolutional input x >= max(5, k), y >= 5
 GAP_MAX_X, GAP_MIN_OUT_Y = 32, 3             # global average pooling input/output bounds
 RANGES = {1: (0, 1), 2: (-1, 1), 4: (-7, 7), 8: (-128, 127)}   # integer range of each weight width
@@ -241,37 +239,29 @@ def processors(layer: AkidaLayer) -> tuple[str, int]:
     return "CNP", spatial_split(layer) * math.ceil(layer.units / per)
 
 
-def _chunks(layer: AkidaLayer) -> list[tuple[int, int]]:
-    """(rows, columns per part) of each 32-row chunk of a convolution's input map."""
-    x, y, c = layer.in_shape
-    n = math.ceil(x / CNP_X)
-    rows = [CNP_X] * (n - 1) + [x - CNP_X * (n - 1)]
-    return [(r, min(CNP_Y, CNP_INPUT // (8 * math.ceil(r / 8) * max(c, 1)))) for r in rows]
-
-
 def spatial_split(layer: AkidaLayer) -> int:
-    """How many parts a convolution's input map is cut into, one CNP group each: x in chunks of 32 rows;
-    each chunk's y in parts of at most ``min(256, 344064 // (rows8 * c))`` columns (rows8: the chunk's
-    rows rounded up to 8), overlapping by the kernel's k - 1 columns when cut. Exact unless
-    :func:`memory_cut`; a lower bound then (docs/akida.md)."""
-    y, halo = layer.in_shape[1], layer.kernel[0] - 1
-    parts = 0
-    for _, cols in _chunks(layer):
-        if y <= cols:
-            parts += 1
-        else:
-            parts += math.ceil((y - halo) / (cols - halo)) if cols > halo else 10 ** 6
-    return parts
-
-
-def memory_cut(layer: AkidaLayer) -> bool:
-    """Some 32-row chunk of the map (with k - 1 overlap rows when x is cut) does not fit a CNP's input
-    memory whole: the mapper then cuts rows or columns further, and spatial_split may count low."""
-    if layer.kind != "conv":
-        return False
+    """How many parts a convolution's input map is cut into, one CNP group each (measured, see the
+    module doc): ``nx`` chunks of ``P = ceil(x / nx) <= 32`` rows, each holding ``P`` plus the kernel's
+    overlap rows (none for one chunk, (k - 1) // 2 for two, k - 1 for more), rounded up to 8; a chunk
+    of ``rows8`` rows holds ``mem = 344064 // (rows8 * c)`` columns, so y is cut in ``ny`` parts: 1 when
+    y <= min(256, mem), 2 when 2 * min(256, mem - (k - 1) // 2) >= y, else ceil(y / min(256, mem - k + 1)).
+    The mapper takes the ``nx`` that needs the fewest parts ``nx * ny``."""
     x, y, c = layer.in_shape
-    halo = layer.kernel[0] - 1 if x > CNP_X else 0
-    return any(8 * math.ceil((rows + halo) / 8) * min(y, CNP_Y) * c > CNP_INPUT for rows, _ in _chunks(layer))
+    h, best = layer.kernel[0] - 1, None
+    first = math.ceil(x / CNP_X)
+    for nx in range(first, min(x, first + 64) + 1):
+        rows = math.ceil(x / nx) + (0 if nx == 1 else h // 2 if nx == 2 else h)
+        mem = CNP_INPUT // (8 * math.ceil(rows / 8) * max(c, 1))
+        if y <= min(CNP_Y, mem):
+            ny = 1
+        elif 2 * min(CNP_Y, mem - h // 2) >= y:
+            ny = 2
+        elif mem > h:
+            ny = max(3, math.ceil(y / min(CNP_Y, mem - h)))
+        else:
+            continue
+        best = nx * ny if best is None else min(best, nx * ny)
+    return 10 ** 6 if best is None else best
 
 
 # -- rules ------------------------------------------------------------------------------------------

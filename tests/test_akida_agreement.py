@@ -8,7 +8,6 @@ import pytest
 
 import spikefit
 from spikefit.vendor import get_vendor_check, spikefit_verdict
-from spikefit.targets import akida as A
 from spikefit_akida.corpus import corpus, random_networks
 
 SUBSET = (
@@ -66,16 +65,14 @@ def test_the_plugin_registers_without_importing_akida():
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_networks_agree_with_akida(seed):
-    """Beyond the corpus: seeded random convolutional networks. Where a map is cut by a CNP's input
-    memory spikefit's CNP count is a lower bound, so there it never refuses what akida maps."""
+    """Beyond the corpus: seeded random convolutional networks (channels, kernels, widths, strides,
+    filters, pooling and dense heads drawn at random)."""
     check, spec = get_vendor_check("akida"), spikefit.get_target("akida")
     for network in random_networks(seed, 6, max_side=64, max_y=40):
         vendor = check.check(network, spec)
         ours, why = spikefit_verdict(network, spec)
         if vendor.fits is None:
             assert ours is not True
-        elif any(A.memory_cut(la) for la in A.akida_layers(network)):
-            assert ours or not vendor.fits, f"akida: {vendor.message} | spikefit: {why}"
         else:
             assert ours == vendor.fits, f"akida: {vendor.message} | spikefit: {why}"
 

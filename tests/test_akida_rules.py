@@ -51,6 +51,16 @@ def test_processors_count_space_and_filters():
     assert A.processors(la) == ("CNP", 79 * 2)                    # ceil(x / 32) * ceil(y / 256)
 
 
+@pytest.mark.parametrize("x, y, c, k, parts", [
+    # the mapper's CNP count of an 8-filter convolution (MapMode.Minimal), akida 2.19.3
+    (32, 512, 4, 3, 2), (4, 300, 700, 1, 5), (32, 256, 505, 7, 18), (64, 30, 300, 5, 3), (40, 256, 100, 7, 4),
+    (56, 256, 100, 7, 6), (64, 600, 100, 5, 16), (100, 256, 300, 3, 30), (33, 600, 700, 7, 86), (44, 256, 100, 5, 4),
+])
+def test_spatial_split_matches_the_mapper(x, y, c, k, parts):
+    la = A.akida_layers(_conv_net(c, k=k, h=x, w=y))[0]
+    assert A.spatial_split(la) == parts
+
+
 def test_weights_become_integers_by_the_quantization_scale_or_the_grid():
     d = Dense("fc", np.array([[0.5, -1.5], [3.5, 0.0]]))
     k, s = A.integer_weights(d)
