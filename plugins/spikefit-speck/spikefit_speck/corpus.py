@@ -195,6 +195,8 @@ def corpus() -> list:
     add("pool-stride-differs-from-size", Chain("p7", (2, 16, 16)).conv(4, 3).pool(2, stride=1).conv(8, 3).build(),
         False)
     add("pool-size-3", Chain("p8", (2, 18, 18)).conv(4, 3).pool(3).conv(8, 3).build(), True, POOL_NOT_CHECKED)
+    add("pool-sum4-sum2-acts-as-8", Chain("p9", (2, 34, 34)).conv(4, 3).pool(4).pool(2).conv(8, 3).build(), True,
+        POOL_NOT_CHECKED)
     # structure: one weight layer per core
     add("two-weight-layers-into-one-population", two_sources("t1"), False)
     return cases
@@ -211,7 +213,7 @@ def _channel_bias(name: str) -> Network:
 def _mixed(name: str, extra: bool) -> Network:
     """Three layers only cores 0-2 hold (neurons), a small one, two only cores 5-6 hold (kernels) and two
     for cores 3-6 (32 Ki kernels); ``extra`` adds a third 32 Ki-kernel layer, for which no core is left."""
-    c = big_neurons(Chain(name, (1, 33, 33)), 3).pool(8)     # (9, 4, 4)
+    c = big_neurons(Chain(name, (1, 33, 33)), 3).pool(4)     # (9, 8, 8)
     c.conv(64, 1)                                             # small: 9 * 64 = 576 kernel entries
     c.conv(64, 3, padding=1).conv(64, 3, padding=1)           # 64 * 16 * 64 = 64 Ki kernels: cores 5, 6
     c.conv(32, 3, padding=1).conv(64, 3, padding=1)           # 64*16*32 and 32*16*64 = 32 Ki: cores 3-6

@@ -1,0 +1,89 @@
+"""spikefit Network -> the torch module of sinabs layers that spikefit-speck hands to sinabs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sinabs.activation as sa
+import sinabs.layers as sl
+from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d
+from spikefit_speck.convert import NoSinabsEquivalent, to_sinabs
+from spikefit_speck.corpus import Chain, two_sources
+
+
+def layers(model):
+    return list(model.module.layers.values())
+
+
+def test_conv_pool_dense_chain_becomes_the_same_sinabs_layers_with_the_same_weights():
+    net = Chain("convert", (2, 10, 10)).conv(4, 3, bias=True).pool(2, "avg").dense(5).build()
+    model = to_sinabs(net)
+    assert model.input_shape == (2, 10, 10) and model.populations == ["lif1", "lif2"]
+    kinds = [type(m) for m in layers(model)]
+    assert kinds == [nn.Conv2d, sl.IAFSqueeze, nn.AvgPool2d, nn.Flatten, nn.Linear, sl.IAFSqueeze]
+    conv, lin = layers(model)[0], layers(model)[4]
+    np.testing.assert_array_equal(conv.weight.detach().numpy(), net.nodes["conv1"].weight)
+    np.testing.assert_array_equal(conv.bias.detach().numpy(), net.nodes["conv1"].bias)
+    np.testing.assert_array_equal(lin.weight.detach().numpy(), net.nodes["fc2"].weight)
+    assert lin.bias is None
+    iaf = layers(model)[1]
+    assert float(iaf.spike_threshold) == 100.0 and isinstance(iaf.reset_fn, sa.MembraneReset)
+    with torch.no_grad():
+        out = model.module(torch.ones((1, 2, 10, 10)))
+    assert out.shape == (1, 5)
+
+
+def test_a_vector_input_is_fed_as_channels_and_flattened_before_the_linear_layer():
+    model = to_sinabs(Chain("vector", (12,)).dense(6).dense(3).build())
+    assert model.input_shape == (12, 1, 1)
+    assert [type(m) for m in layers(model)] == [nn.Flatten, nn.Linear, sl.IAFSqueeze, nn.Linear, sl.IAFSqueeze]
+
+
+def test_leaky_neurons_become_lif_layers_with_their_time_constants():
+    model = to_sinabs(Chain("leaky", (2, 6, 6)).conv(2, 3, model="lif").dense(3, model="cuba-lif").build())
+    lif, cuba = layers(model)[1], layers(model)[4]
+    assert isinstance(lif, sl.LIFSqueeze) and lif.tau_syn is None
+    assert float(torch.exp(-1 / lif.tau_mem.detach())) == pytest.approx(0.9, rel=1e-6)   # dv = 0.1 lost per step
+    assert isinstance(cuba, sl.LIFSqueeze) and float(torch.exp(-1 / cuba.tau_syn.detach())) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_a_per_channel_population_bias_is_added_to_the_layer_bias():
+    c = Chain("bias", (1, 5, 5)).conv(2, 3, bias=True)
+    pop = c.nodes[-1]
+    pop.bias = np.repeat([1.5, -2.0], 9)
+    net = c.build()
+    conv = layers(to_sinabs(net))[0]
+    np.testing.assert_allclose(conv.bias.detach().numpy(), net.nodes["conv1"].bias + [1.5, -2.0])
+
+
+def test_a_population_fed_by_two_layers_sums_them_with_merge():
+    model = to_sinabs(two_sources("merge"))
+    assert sum(isinstance(m, sl.Merge) for m in layers(model)) == 1
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Network({"a": Input("a", (4,)), "b": Input("b", (4,)), "fc": Dense("fc", np.ones((2, 8))),
+                      "n": Neurons("n", (2,))}, [("a", "fc"), ("b", "fc"), ("fc", "n")]),
+     r"the network has 2 inputs; Speck takes one input"),
+    (lambda: Network.sequential(Input("in", (2, 3, 4, 5)), Dense("fc", np.ones((2, 120))), Neurons("n", (2,))),
+     r"input 'in' has shape \(2, 3, 4, 5\); Speck takes \(channels, height, width\)"),
+    (lambda: Network({"in": Input("in", (3,)), "fc": Dense("fc", np.ones((3, 3))), "n": Neurons("n", (3,)),
+                      "rec": Dense("rec", np.ones((3, 3)))},
+                     [("in", "fc"), ("fc", "n"), ("n", "rec"), ("rec", "n")]),
+     r"edge rec -> n is recurrent; Speck's layers are feed-forward"),
+    (lambda: Network.sequential(Input("in", (1, 4, 4)), Conv2d("c", np.ones((2, 1, 3, 3)), (1, 4, 4)),
+                                Neurons("n", (2, 2, 2), bias=np.arange(8.0))),
+     r"population 'n' has a bias that differs within a channel; Speck holds one bias per channel"),
+    (lambda: Network.sequential(Input("in", (1, 4, 4)), Conv2d("c", np.ones((2, 1, 1, 1)), (1, 4, 4)),
+                                Neurons("n", (2, 4, 4)), Pool2d("p", "sum", 2, (2, 4, 4), padding=1),
+                                Flatten("f", (2, 3, 3)), Dense("fc", np.ones((2, 18))), Neurons("m", (2,))),
+     r"pooling 'p' pads its input by \(1, 1\); Speck pools without padding"),
+    (lambda: Network.sequential(Input("in", (4,)), Dense("fc", np.ones((9, 4))), Neurons("n", (9,)),
+                                Conv2d("c", np.ones((1, 1, 3, 3)), (1, 3, 3)), Neurons("m", (1, 1, 1))),
+     r"conv layer 'c' reads a flat vector; Speck convolves \(c, h, w\) maps"),
+])
+def test_networks_without_a_sinabs_equivalent_are_named(build, message):
+    with pytest.raises(NoSinabsEquivalent, match=message):
+        to_sinabs(build())
