@@ -15,7 +15,7 @@ from .errors import (BackendError, DatasetError, ExportError, ModelError, Plugin
 from .hookspecs import hookimpl
 from .network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d, Quantization
 from .spec import TargetSpec, load_target
-from .verify import FitReport, verify
+from .fitcheck import FitReport, verify
 
 _LAZY = {
     "get_target": "spikefit.plugins",

@@ -119,7 +119,7 @@ class FitResult:
 
     model: SNN                             # the trained torch model
     network: Network                       # its exact Network description (what model.nir holds)
-    report: object                         # spikefit.verify.FitReport of network against the target
+    report: object                         # spikefit.fitcheck.FitReport of network against the target
     accuracy: dict[str, float]             # float, cat, pruned, fitted (torch) and deployed (emulator)
     history: list[dict]                    # one entry per stage: epochs, loss, accuracy, seconds
     config: FitConfig
@@ -561,7 +561,7 @@ class Trainer:
             self.save()
 
     def _finish(self) -> FitResult:
-        from .verify import verify
+        from .fitcheck import verify
 
         cfg = self.config
         acc = self.state["accuracy"]
