@@ -313,10 +313,15 @@ def _rule_tables(value: Any, where: str = "spec") -> tuple:
     for name, table in value.items():
         if not isinstance(table, dict):
             raise SpecError(f"{where}: rules.{name} must be a table ([rules.{name}]); got {type(table).__name__} {table!r}")
+        items = []
         for k, v in table.items():
-            if isinstance(v, (dict, list)):
-                raise SpecError(f"{where}: rules.{name}.{k} must be a number, string or boolean; got {type(v).__name__}")
-        out.append((name, tuple(sorted(table.items()))))
+            if isinstance(v, (list, tuple)) and not any(isinstance(x, (dict, list, tuple)) for x in v):
+                v = tuple(v)   # a list of scalars (e.g. one value per core), kept hashable
+            elif isinstance(v, (dict, list, tuple)):
+                raise SpecError(f"{where}: rules.{name}.{k} must be a number, string, boolean or a list of them; "
+                                f"got {type(v).__name__}")
+            items.append((k, v))
+        out.append((name, tuple(sorted(items))))
     return tuple(sorted(out))
 
 
