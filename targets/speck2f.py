@@ -30,14 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spikefit.errors import SpecError
 from spikefit.network import Conv2d, Dense, Flatten, Network, Neurons, Pool2d
 from spikefit.rules import Rule, RuleSet
 
 KI = 1024
-KERNEL_MEMORY = [16 * KI, 16 * KI, 16 * KI, 32 * KI, 32 * KI, 64 * KI, 64 * KI, 16 * KI, 16 * KI]
-NEURON_MEMORY = [64 * KI, 64 * KI, 64 * KI, 32 * KI, 32 * KI, 16 * KI, 16 * KI, 16 * KI, 16 * KI]
-BIAS_MEMORY = [KI] * 9
-POOL_SIZES = [1, 2, 4]
+KERNEL_MEMORY = (16 * KI, 16 * KI, 16 * KI, 32 * KI, 32 * KI, 64 * KI, 64 * KI, 16 * KI, 16 * KI)
+NEURON_MEMORY = (64 * KI, 64 * KI, 64 * KI, 32 * KI, 32 * KI, 16 * KI, 16 * KI, 16 * KI, 16 * KI)
+BIAS_MEMORY = (KI,) * 9
+POOL_SIZES = (1, 2, 4)
 
 
 def _pow2(n: int) -> int:
@@ -190,39 +191,53 @@ def _ki(n: int) -> str:
     return f"{n:,}"
 
 
+def _sizes(view, key: str, n: int | None = None) -> list[int]:
+    """``[rules.speck] key`` as a list of positive integers (``n`` of them); SpecError naming the key otherwise."""
+    value = list(view.params[key])
+    where = f"{view.spec.path or view.spec.name}: rules.speck.{key}"
+    if not value or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value):
+        raise SpecError(f"{where} must list positive integers; got {value!r}")
+    if n is not None and len(value) != n:
+        raise SpecError(f"{where} has {len(value)} entries but kernel_memory has {n}; give one entry per core")
+    return value
+
+
 def core_memory(view):
     """One layer per core, every layer in a core whose kernel, neuron and bias memory hold it."""
-    p = view.params
-    kernel, neuron, bias = list(p["kernel_memory"]), list(p["neuron_memory"]), list(p["bias_memory"])
-    if not (len(kernel) == len(neuron) == len(bias)) or not kernel:
-        return view.row("speck.core_memory", None, None, False, "rules.speck",
-                        f"kernel_memory, neuron_memory and bias_memory have {len(kernel)}, {len(neuron)} and "
-                        f"{len(bias)} entries; give one per core")
+    kernel = _sizes(view, "kernel_memory")
+    neuron, bias = _sizes(view, "neuron_memory", len(kernel)), _sizes(view, "bias_memory", len(kernel))
     layers = core_layers(view.network)
     n_cores = len(kernel)
-    limit = f"{n_cores} cores, one layer each"
     if not layers:
-        return view.row("speck.core_memory", 0, limit, True)
+        return view.row(0, n_cores, True)
     options = [fitting_cores(layer, kernel, neuron, bias) for layer in layers]
     for layer, opts in zip(layers, options):
         if not opts:
-            return view.row("speck.core_memory", f"layer {layer.population} fits no core", limit, False,
-                            f"layer {layer.population}", _no_core(layer, kernel, neuron, bias))
+            usage, limit = _too_big(layer, kernel, neuron, bias)
+            return view.row(usage, limit, False, f"layer {layer.population}", _no_core(layer, kernel, neuron, bias))
     if len(layers) > n_cores:
-        return view.row("speck.core_memory", f"{len(layers)} layers", limit, False, "",
+        return view.row(len(layers), n_cores, False, "",
                         f"the network has {len(layers)} layers and each needs a core of its own; "
                         f"use at most {n_cores} layers")
     cores = match_layers(options, n_cores)
     placed = ", ".join(f"{layer.population}->{c}" for layer, c in zip(layers, cores))
     if all(c is not None for c in cores):
-        return view.row("speck.core_memory", f"{len(layers)} layers", limit, True, "", f"cores: {placed}")
+        return view.row(len(layers), n_cores, True, "", f"layer -> core: {placed}")
     first = cores.index(None)
     group, wanted = competing(options, cores, first)
     names = ", ".join(layers[i].population for i in group)
-    return view.row("speck.core_memory", f"{sum(c is not None for c in cores)} of {len(layers)} layers placed",
-                    limit, False, f"layer {layers[first].population}",
+    return view.row(len(group), len(wanted), False, f"layer {layers[first].population}",
                     f"layers {names} fit only cores {', '.join(map(str, wanted))}: {len(group)} layers for "
                     f"{len(wanted)} cores; shrink one of them (fewer channels, a smaller map or kernel)")
+
+
+def _too_big(layer: CoreLayer, kernel: list[int], neuron: list[int], bias: list[int]) -> tuple:
+    """(usage, limit) of a layer that fits no core: the first memory it overflows everywhere."""
+    m = layer.memory
+    for key, sizes in (("neuron", neuron), ("kernel", kernel), ("bias", bias)):
+        if m[key] > max(sizes):
+            return m[key], max(sizes)
+    return f"kernel {m['kernel']}, neuron {m['neuron']}, bias {m['bias']}", "no core holds all three"
 
 
 def _no_core(layer: CoreLayer, kernel: list[int], neuron: list[int], bias: list[int]) -> str:
@@ -249,10 +264,10 @@ def one_weight_layer(view):
     for pop in net.populations():
         conns = incoming(net, pop)
         if len(conns) != 1:
-            return view.row("speck.one_weight_layer", len(conns), 1, False, f"layer {pop.name}",
+            return view.row(len(conns), 1, False, f"layer {pop.name}",
                             f"population {pop.name} is fed by {len(conns)} weight layers "
                             f"({', '.join(c.name for c in conns) or 'none'}); feed each population from one layer")
-    return view.row("speck.one_weight_layer", 1 if net.populations() else 0, 1, True)
+    return view.row(1 if net.populations() else 0, 1, True)
 
 
 def square_kernels(view):
@@ -265,15 +280,15 @@ def square_kernels(view):
                        f"make the map it flattens square")
             else:
                 why = f"layer {layer.connection} has a {kh}x{kw} kernel; use a square kernel"
-            return view.row("speck.square_kernels", f"{kh}x{kw}", "square", False, f"layer {layer.connection}", why)
-    return view.row("speck.square_kernels", "square", "square", True)
+            return view.row(f"{kh}x{kw}", "square", False, f"layer {layer.connection}", why)
+    return view.row("square", "square", True)
 
 
 def pooling(view):
     """Pooling windows are square, their stride equals their size, without padding; consecutive pools act
     as one pooling of their product (as sinabs consolidates them), of a size the chip pools."""
     net = view.network
-    sizes = sorted(int(s) for s in view.params["pool_sizes"])
+    sizes = sorted(_sizes(view, "pool_sizes"))
     limit = f"square, stride = size, sizes {', '.join(map(str, sizes))}"
     total: dict[str, int] = {}          # pool -> product of the sizes of the pools chained before it
     for name in net.topological_order():
@@ -295,10 +310,12 @@ def pooling(view):
             why = (f"size {total[name]}" + (f" (pools chained up to it: {before} x {kh})" if before > 1 else "")
                    + f" is not one of {', '.join(map(str, sizes))}")
         if why:
-            return view.row("speck.pooling", f"{kh}x{kw} stride {sh}x{sw}", limit, False, f"layer {name}",
+            usage = (f"{total[name]}x{total[name]} (chained)" if before > 1 and why.startswith("size")
+                     else f"{kh}x{kw} stride {sh}x{sw}")
+            return view.row(usage, limit, False, f"layer {name}",
                             f"pooling {name}: {why}; use square pooling of size "
                             f"{' or '.join(map(str, sizes))} with stride equal to size")
-    return view.row("speck.pooling", "ok", limit, True)
+    return view.row("ok", limit, True)
 
 
 def dense_as_conv(view):
@@ -312,18 +329,18 @@ def dense_as_conv(view):
             continue
         k, c, f = max(layer.kernel), layer.in_shape[0], layer.neurons[0]
         if max_k is not None and k > max_k:
-            return view.row("speck.dense_as_conv", f"kernel {k}", f"kernel {max_k}", False,
+            return view.row(k, max_k, False,
                             f"layer {layer.connection}",
                             f"dense layer {layer.connection} reads a {k}x{k} map, a {k}x{k} kernel on Speck "
                             f"(at most {max_k}); pool its input first")
         for what, n in (("input", c), ("output", f)):
             if max_c is not None and n > max_c:
-                return view.row("speck.dense_as_conv", f"{n} {what} channels", f"{max_c} channels", False,
+                return view.row(n, max_c, False,
                                 f"layer {layer.connection}",
                                 f"dense layer {layer.connection} has {n} {what} channels on Speck (at most {max_c}); "
                                 f"use fewer, or keep a map and use a conv")
         worst = max(worst, (max(c, f), layer.connection))
-    return view.row("speck.dense_as_conv", worst[0], max_c, True, f"layer {worst[1]}" if worst[1] else "")
+    return view.row(worst[0], max_c, True, f"layer {worst[1]}" if worst[1] else "")
 
 
 def bias_per_channel(view):
@@ -333,10 +350,10 @@ def bias_per_channel(view):
             b = pop.bias.reshape(pop.shape[0], -1)
             bad = np.flatnonzero(np.any(b != b[:, :1], axis=1))
             if bad.size:
-                return view.row("speck.bias_per_channel", "per neuron", "per channel", False, f"layer {pop.name}",
+                return view.row("per neuron", "per channel", False, f"layer {pop.name}",
                                 f"population {pop.name} has different biases within channel {int(bad[0])}; "
                                 f"Speck holds one bias per channel, use one value per channel")
-    return view.row("speck.bias_per_channel", "per channel", "per channel", True)
+    return view.row("per channel", "per channel", True)
 
 
 RULES = RuleSet(
@@ -352,9 +369,9 @@ RULES = RuleSet(
              "one layer per core within its kernel/neuron/bias memory (sinabs memory_summary, get_constraints)"),
     ),
     params={
-        "kernel_memory": (list, KERNEL_MEMORY),
-        "neuron_memory": (list, NEURON_MEMORY),
-        "bias_memory": (list, BIAS_MEMORY),
-        "pool_sizes": (list, POOL_SIZES),
+        "kernel_memory": (tuple, KERNEL_MEMORY),     # entries per core, cores 0-8
+        "neuron_memory": (tuple, NEURON_MEMORY),
+        "bias_memory": (tuple, BIAS_MEMORY),
+        "pool_sizes": (tuple, POOL_SIZES),
     },
 )
