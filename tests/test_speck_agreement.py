@@ -72,7 +72,7 @@ def test_the_verdict_carries_sinabs_own_words():
     assert check.check(CASES["speck/neurons-lif"].network, SPEC).message == (
         "UnsupportedLayerType: The provided SNN contains LIF layers:")
     ok = check.check(CASES["speck/match-small-layer-first-then-three-big"].network, SPEC)
-    assert ok.fits and ok.message == "mapped 4 layers on cores (0->3, 1->1, 2->2, 3->0)"
+    assert ok.fits and ok.message == "mapped 4 layers on cores (lif1->3, lif2->1, lif3->2, lif4->0)"
 
 
 def test_a_network_with_no_sinabs_equivalent_is_not_judged():

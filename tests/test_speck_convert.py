@@ -10,11 +10,13 @@ import sinabs.activation as sa
 import sinabs.layers as sl
 from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d
 from spikefit_speck.convert import NoSinabsEquivalent, to_sinabs
+from spikefit_speck.graph import Graph
 from spikefit_speck.corpus import Chain, two_sources
 
 
 def layers(model):
-    return list(model.module.layers.values())
+    module = model.module
+    return list(module.layers.values() if hasattr(module, "layers") else module.children())
 
 
 def test_conv_pool_dense_chain_becomes_the_same_sinabs_layers_with_the_same_weights():
@@ -28,8 +30,10 @@ def test_conv_pool_dense_chain_becomes_the_same_sinabs_layers_with_the_same_weig
     np.testing.assert_array_equal(conv.bias.detach().numpy(), net.nodes["conv1"].bias)
     np.testing.assert_array_equal(lin.weight.detach().numpy(), net.nodes["fc2"].weight)
     assert lin.bias is None
+    assert isinstance(model.module, nn.Sequential)   # a chain: loadable with torch and sinabs alone
     iaf = layers(model)[1]
     assert float(iaf.spike_threshold) == 100.0 and isinstance(iaf.reset_fn, sa.MembraneReset)
+    assert iaf.spike_fn is sa.MultiSpike
     with torch.no_grad():
         out = model.module(torch.ones((1, 2, 10, 10)))
     assert out.shape == (1, 5)
@@ -60,7 +64,16 @@ def test_a_per_channel_population_bias_is_added_to_the_layer_bias():
 
 def test_a_population_fed_by_two_layers_sums_them_with_merge():
     model = to_sinabs(two_sources("merge"))
+    assert isinstance(model.module, Graph)
     assert sum(isinstance(m, sl.Merge) for m in layers(model)) == 1
+
+
+def test_batch_size_and_subtractive_reset_reach_the_neurons():
+    model = to_sinabs(Chain("sub", (3,)).dense(2).build(), batch_size=4, reset="subtract")
+    iaf = layers(model)[2]
+    assert iaf.batch_size == 4 and isinstance(iaf.reset_fn, sa.MembraneSubtract)
+    with pytest.raises(NoSinabsEquivalent, match=r"reset 'hold' is not one of zero, subtract"):
+        to_sinabs(Chain("sub", (3,)).dense(2).build(), reset="hold")
 
 
 @pytest.mark.parametrize("build, message", [

@@ -6,6 +6,9 @@ placeholders, present in ``sys.modules`` only while sinabs is imported)::
     spikefit_speck.SinabsCheck().check(network, spec) -> VendorVerdict   (vendor check "sinabs", target "speck2f")
     spikefit_speck.sinabs_mapping(network) -> SinabsMapping               (sinabs's core map and memory)
     spikefit_speck.corpus() -> list[Case]                                 (networks around Speck's limits)
+    spikefit_speck.SpeckExporter().export(network, path, target=None)     (exporter "speck": snn.pt + speck.json)
+    spikefit_speck.load_speck(path) -> (DynapcnnNetwork, metadata)
+    spikefit_speck.SpeckSimBackend().run(network, inputs)                 (backend "speck-sim")
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ _LAZY = {
     "sinabs_mapping": "spikefit_speck.check",
     "to_sinabs": "spikefit_speck.convert",
     "corpus": "spikefit_speck.corpus",
+    "SpeckExporter": "spikefit_speck.exporter",
+    "load_speck": "spikefit_speck.exporter",
+    "SpeckSimBackend": "spikefit_speck.backend",
 }
 __all__ = list(_LAZY)
 

@@ -21,6 +21,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from spikefit.errors import BackendError
 from spikefit.network import Network
 
@@ -40,7 +42,7 @@ class SinabsMapping:
     layer2core: dict[int, int] = field(default_factory=dict)      # sinabs layer index -> core
     memory: dict[int, dict[str, int]] = field(default_factory=dict)   # layer index -> kernel/neuron/bias entries
     destinations: dict[int, list[int]] = field(default_factory=dict)  # layer index -> destination layers (-1: exit)
-    populations: list[str] = field(default_factory=list)          # spikefit populations in module order
+    populations: dict[int, str] = field(default_factory=dict)     # layer index -> spikefit population
 
 
 def dynapcnn():
@@ -65,19 +67,36 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}{where}"
 
 
-def sinabs_mapping(network: Network) -> SinabsMapping:
-    """Run sinabs's conversion and core mapping on ``network`` (see the module docstring)."""
+class SinabsRefused(Exception):
+    """sinabs refused the network; the message is sinabs's own first line."""
+
+
+@dataclass
+class Mapped:
+    """A network as sinabs prepared it for the chip."""
+
+    net: object                          # sinabs DynapcnnNetwork (discretized)
+    builder: object                      # the speck2f config builder
+    layer2core: dict[int, int]
+    configs: dict[int, dict]             # layer index -> get_dynapcnn_layer_config_dict(...)
+
+
+def runnable(network: Network, batch_size: int = 1, reset: str = "zero"):
+    """The converted model, once its torch module has run on a zero input (NoSinabsEquivalent otherwise)."""
     import torch
 
-    try:
-        model = to_sinabs(network)
-    except NoSinabsEquivalent as e:
-        return SinabsMapping(None, f"no sinabs equivalent: {e}")
+    model = to_sinabs(network, batch_size=batch_size, reset=reset)
     try:
         with torch.no_grad():     # the converted module must run before sinabs traces it
-            copy.deepcopy(model.module)(torch.zeros((1, *model.input_shape)))
+            copy.deepcopy(model.module)(torch.zeros((batch_size, *model.input_shape)))
     except Exception as e:
-        return SinabsMapping(None, f"no sinabs equivalent: the converted module does not run ({_first_line(e)})")
+        raise NoSinabsEquivalent(f"the converted module does not run ({_first_line(e)})") from None
+    return model
+
+
+def map_model(model) -> Mapped:
+    """``DynapcnnNetwork`` + ``map_layers_to_cores`` + every layer's config dict (see the module docstring);
+    SinabsRefused with sinabs's own words when it refuses."""
     dc = dynapcnn()
     from .shim import SamnaMissing
 
@@ -87,17 +106,58 @@ def sinabs_mapping(network: Network) -> SinabsMapping:
         layers = net.dynapcnn_layers
         core_map = builder.map_layers_to_cores(layers)
         dest = net.layer_destination_map
-        for idx, layer in layers.items():
-            builder.get_dynapcnn_layer_config_dict(layer, core_map, dest[idx])
+        configs = {int(i): builder.get_dynapcnn_layer_config_dict(layer, core_map, dest[i])
+                   for i, layer in layers.items()}
     except SamnaMissing:
         raise
-    except Exception as e:   # sinabs's refusal: its own exception types, ValueError and TypeError
-        return SinabsMapping(False, _first_line(e), populations=model.populations)
-    memory = {i: {k: int(v) for k, v in layer.memory_summary().items()} for i, layer in layers.items()}
-    core_map = {int(k): int(v) for k, v in core_map.items()}
-    cores = ", ".join(f"{i}->{c}" for i, c in sorted(core_map.items()))
-    return SinabsMapping(True, f"mapped {len(core_map)} layers on cores ({cores})", core_map, memory,
-                         {int(k): [int(d) for d in v] for k, v in dest.items()}, model.populations)
+    except Exception as e:   # sinabs's refusal: its own exception types, ValueError, TypeError, assert
+        raise SinabsRefused(_first_line(e)) from e
+    return Mapped(net, builder, {int(k): int(v) for k, v in core_map.items()}, configs)
+
+
+def layer_populations(mapped: Mapped, model) -> dict[int, str]:
+    """sinabs layer index -> the spikefit population it runs. sinabs rebuilds the neuron layers (their
+    ``__deepcopy__`` keeps only constructor arguments), so a layer is recognised by its weights: sinabs
+    scales and rounds them, which keeps their direction; each layer takes the unclaimed population whose
+    weights of the same shape point the same way (cosine), ties going to the earlier population."""
+    out: dict[int, str] = {}
+    free = list(model.populations)
+    for i, layer in sorted(mapped.net.dynapcnn_layers.items()):
+        w = layer.conv_layer.weight.detach().cpu().numpy().astype(np.float64)
+        w = w.reshape(w.shape[0], -1)
+        best, score = None, -1.0
+        for name in free:
+            ref = model.weights[name]
+            if ref.shape != w.shape:
+                continue
+            den = float(np.linalg.norm(ref) * np.linalg.norm(w))
+            cos = abs(float((ref * w).sum())) / den if den else 1.0
+            if cos > score + 1e-9:
+                best, score = name, cos
+        if best is not None:
+            out[int(i)] = best
+            free.remove(best)
+    return out
+
+
+def sinabs_mapping(network: Network) -> SinabsMapping:
+    """Run sinabs's conversion and core mapping on ``network`` (see the module docstring)."""
+    try:
+        model = runnable(network)
+    except NoSinabsEquivalent as e:
+        return SinabsMapping(None, f"no sinabs equivalent: {e}")
+    try:
+        mapped = map_model(model)
+    except SinabsRefused as e:
+        return SinabsMapping(False, str(e))
+    layers = mapped.net.dynapcnn_layers
+    memory = {int(i): {k: int(v) for k, v in layer.memory_summary().items()} for i, layer in layers.items()}
+    pops = layer_populations(mapped, model)
+    names = {int(i): pops.get(int(i), str(i)) for i in layers}
+    cores = ", ".join(f"{names[i]}->{c}" for i, c in sorted(mapped.layer2core.items()))
+    dest = mapped.net.layer_destination_map
+    return SinabsMapping(True, f"mapped {len(mapped.layer2core)} layers on cores ({cores})", mapped.layer2core,
+                         memory, {int(k): [int(d) for d in v] for k, v in dest.items()}, names)
 
 
 class SinabsCheck:

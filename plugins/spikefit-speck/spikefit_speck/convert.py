@@ -7,14 +7,19 @@ Node by node (the graph is walked in ``Network.topological_order``):
 * ``Dense`` becomes ``nn.Flatten`` + ``nn.Linear`` (sinabs converts a Linear to a Conv2d whose kernel
   covers its whole (c, h, w) input), ``Conv2d`` becomes ``nn.Conv2d`` with the same weights, stride and
   padding; a connection's bias is the layer's bias;
-* ``Neurons`` become ``sinabs.layers.IAFSqueeze`` (threshold ``vth``, reset to zero, one spike per
-  step, as spikefit's neuron) when they do not leak, else ``LIFSqueeze`` (``tau_mem`` from ``dv``,
-  ``tau_syn`` from ``du``), which Speck cannot run and sinabs refuses; a per-channel constant
-  ``Neurons.bias`` is added to the incoming layer's bias (the chip has one bias per channel);
+* ``Neurons`` become ``sinabs.layers.IAFSqueeze`` when they do not leak, else ``LIFSqueeze``
+  (``tau_mem`` from ``dv``, ``tau_syn`` from ``du``), which Speck cannot run and sinabs refuses; both with
+  threshold ``vth``, Speck's spikes (``MultiSpike``: ``floor(v / vth)`` per step, as the chip), the
+  target's reset (``MembraneReset`` for "zero", ``MembraneSubtract`` for "subtract") and the chip's
+  lower bound of the membrane, -2^15 steps of the layer's weight grid (see :func:`_min_v_mem`); a per-channel
+  constant ``Neurons.bias`` is added to the incoming layer's bias (the chip has one bias per channel);
 * ``Pool2d`` becomes ``sinabs.layers.SumPool2d`` or ``nn.AvgPool2d`` (sinabs turns average pooling into
   sum pooling and rescales the next layer), ``Flatten`` becomes ``nn.Flatten``;
 * a population fed by several connections sums them with ``sinabs.layers.Merge``;
 * the module returns what feeds the ``Output`` nodes (a tuple when there are several).
+
+A chain is an ``nn.Sequential`` (loadable with torch and sinabs alone), any other graph a
+:class:`spikefit_speck.graph.Graph`.
 
 A network with no such module (a recurrent edge, several inputs, a Conv2d fed by a flat vector, a
 per-neuron bias that differs within a channel, pooling with padding) raises :class:`NoSinabsEquivalent`.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +37,7 @@ import numpy as np
 from spikefit.errors import ModelError
 from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d
 
-BATCH = 1   # IAFSqueeze folds time into the batch axis: one sample, one step is enough to map
+RESETS = ("zero", "subtract")   # after a spike: v = 0 (MembraneReset) or v -= spikes * vth (MembraneSubtract)
 
 
 class NoSinabsEquivalent(ModelError):
@@ -45,6 +51,7 @@ class SinabsModel:
     module: object                           # torch.nn.Module of sinabs / torch layers
     input_shape: tuple[int, int, int]        # (c, h, w) fed to the module, batch excluded
     populations: list[str] = field(default_factory=list)   # spikefit populations, in module order
+    weights: dict[str, np.ndarray] = field(default_factory=dict)   # population -> its weight layer's weights (f, ...)
 
 
 def input_shape(net: Network) -> tuple[int, int, int]:
@@ -77,8 +84,9 @@ def _key(i: int, name: str) -> str:
     return f"n{i}_" + re.sub(r"\W", "_", name)
 
 
-def to_sinabs(net: Network) -> SinabsModel:
-    """Build the sinabs module of ``net`` (see the module docstring). Raises NoSinabsEquivalent."""
+def to_sinabs(net: Network, batch_size: int = 1, reset: str = "zero") -> SinabsModel:
+    """Build the sinabs module of ``net`` (see the module docstring) for ``batch_size`` samples per call;
+    ``reset`` ("zero" or "subtract") is what the neurons do after spiking. Raises NoSinabsEquivalent."""
     import torch
     from torch import nn
 
@@ -96,6 +104,7 @@ def to_sinabs(net: Network) -> SinabsModel:
     out_of: dict[str, str] = {}                  # spikefit node -> key of the module producing it
     flat: dict[str, bool] = {}                   # spikefit node -> its tensor is (b, n) rather than (b, c, h, w)
     populations: list[str] = []
+    weights: dict[str, np.ndarray] = {}
 
     def add(name: str, module, inputs: list[str]) -> str:
         key = _key(len(layers), name)
@@ -121,9 +130,11 @@ def to_sinabs(net: Network) -> SinabsModel:
             if len(srcs) > 1:
                 for other in srcs[1:]:
                     src = add(f"{name}_merge", sl.Merge(), [src, other])
-            out_of[name] = add(name, _neurons(node, sl, sa), [src])
+            low = _min_v_mem(conns[0], _bias(net, conns[0]), _avg_factor(net, conns[0]))
+            out_of[name] = add(name, _neurons(node, sl, sa, batch_size, reset, low), [src])
             flat[name] = flat[preds[0]]
             populations.append(name)
+            weights[name] = np.asarray(conns[0].weight, dtype=np.float64).reshape(conns[0].weight.shape[0], -1)
             continue
         if len(preds) != 1:
             raise NoSinabsEquivalent(f"node {name!r} has {len(preds)} inputs; only neuron populations may sum several")
@@ -160,8 +171,15 @@ def to_sinabs(net: Network) -> SinabsModel:
         outputs = [out_of[populations[-1]]] if populations else []
     if not outputs:
         raise NoSinabsEquivalent("the network has no neuron population; Speck runs layers of neurons")
-    module = _Graph(layers, steps, outputs)
-    return SinabsModel(module, shape_in, populations)
+    chain = all(inputs == [prev] for (_, inputs), prev in zip(steps, [""] + [k for k, _ in steps])) \
+        and outputs == [steps[-1][0]]
+    if chain:
+        module = nn.Sequential(OrderedDict(layers))
+    else:
+        from .graph import Graph
+
+        module = Graph(layers, steps, outputs)
+    return SinabsModel(module, shape_in, populations, weights)
 
 
 def _bias(net: Network, conn: Dense | Conv2d) -> np.ndarray | None:
@@ -185,15 +203,49 @@ def _load(layer, weight: np.ndarray, bias: np.ndarray | None, torch) -> None:
             layer.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
 
 
-def _neurons(pop: Neurons, sl, sa):
+def _avg_factor(net: Network, conn: Dense | Conv2d) -> float:
+    """sinabs turns average pooling into sum pooling and scales the next layer's weights by 1 / (kh * kw)."""
+    from spikefit.fixedpoint import structural_path
+
+    factor = 1.0
+    for node in structural_path(net, conn.name):
+        if isinstance(node, Pool2d) and node.kind_ == "avg":
+            factor /= node.kernel[0] * node.kernel[1]
+    return factor
+
+
+def _min_v_mem(conn: Dense | Conv2d, bias: np.ndarray | None, factor: float = 1.0) -> float | None:
+    """The membrane's lower bound in weight units: Speck's 16-bit state stops at -2^15 integer steps.
+
+    sinabs discretizes a layer's weights, bias and thresholds (``min_v_mem``, ``vth``) with one factor,
+    the largest that keeps the weights in 8 bits and the thresholds in 16 (``discretize.py``). With its
+    default ``min_v_mem = None`` the bound is -2^15 in weight units, which caps the factor at 1: weights on
+    a grid finer than 1 (0.5, 0.25, ...) are rounded away. Setting the bound to -2^15 grid steps makes the
+    factor 1 / step, so int8 weights on any grid stay exact, as spikefit's ``weight_scaling = "layer"``
+    assumes (``factor``: the scale sinabs applies for average pooling before the layer). None (sinabs's
+    default) when the weights are on no grid."""
+    from spikefit.synapses import grid_step
+
+    if conn.quant is not None:
+        step = conn.quant.scale
+    else:
+        w = conn.dense_weight() if isinstance(conn, Dense) else conn.weight
+        vals = np.concatenate([np.asarray(w, dtype=np.float64).ravel(), [] if bias is None else bias])
+        vals = vals[vals != 0]
+        step = grid_step(vals) if vals.size else None
+    return None if step is None else -float(2 ** 15) * float(step) * factor
+
+
+def _neurons(pop: Neurons, sl, sa, batch_size: int, reset: str, min_v_mem: float | None):
     """IAFSqueeze for a non-leaking population, LIFSqueeze (which sinabs refuses for Speck) otherwise."""
+    if reset not in RESETS:
+        raise NoSinabsEquivalent(f"reset {reset!r} is not one of {', '.join(RESETS)}")
+    reset_fn = sa.MembraneReset() if reset == "zero" else sa.MembraneSubtract()
+    common = dict(batch_size=batch_size, spike_threshold=float(pop.vth), reset_fn=reset_fn, spike_fn=sa.MultiSpike,
+                  min_v_mem=min_v_mem)
     if pop.model == "if":
-        return sl.IAFSqueeze(batch_size=BATCH, spike_threshold=float(pop.vth), reset_fn=sa.MembraneReset(),
-                             spike_fn=sa.SingleSpike)
-    tau_mem = _tau(pop.dv)
-    tau_syn = None if pop.du >= 1.0 else _tau(pop.du)
-    return sl.LIFSqueeze(batch_size=BATCH, tau_mem=tau_mem, tau_syn=tau_syn, spike_threshold=float(pop.vth),
-                         reset_fn=sa.MembraneReset(), spike_fn=sa.SingleSpike)
+        return sl.IAFSqueeze(**common)
+    return sl.LIFSqueeze(tau_mem=_tau(pop.dv), tau_syn=None if pop.du >= 1.0 else _tau(pop.du), **common)
 
 
 def _tau(loss: float) -> float:
@@ -203,30 +255,3 @@ def _tau(loss: float) -> float:
     if loss >= 1.0:
         return 1e-3
     return -1.0 / math.log1p(-loss)
-
-
-def _graph_module():
-    from torch import nn
-
-    class Graph(nn.Module):
-        """Calls its layers in the order of the spikefit graph; every operation is a module call, so
-        nirtorch (which sinabs uses to read the graph) sees every edge."""
-
-        def __init__(self, layers, steps, outputs):
-            super().__init__()
-            self.layers = nn.ModuleDict(layers)
-            self.steps = steps
-            self.outputs = outputs
-
-        def forward(self, x):
-            values = {"": x}
-            for key, inputs in self.steps:
-                values[key] = self.layers[key](*(values[i] for i in inputs))
-            outs = tuple(values[k] for k in self.outputs)
-            return outs[0] if len(outs) == 1 else outs
-
-    return Graph
-
-
-def _Graph(layers, steps, outputs):
-    return _graph_module()(layers, steps, outputs)
