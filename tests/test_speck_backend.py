@@ -16,8 +16,9 @@ LOW = -(2 ** 15)   # Speck's 16-bit membrane stops here, in integer steps of the
 
 
 def speck_reference(net: Network, x: np.ndarray, step: dict[str, float], reset: str = "zero") -> dict[str, np.ndarray]:
-    """Speck's integrate-and-fire, independently of sinabs: v += W s + b; floor(v / vth) spikes when
-    v >= vth; then v = 0 (or v -= spikes * vth); v never below -2^15 grid steps. W folds the pooling."""
+    """Speck's integrate-and-fire, independently of sinabs: v += W s + b; floor(v / th) spikes when
+    v >= th, th the first grid value above vth; then v = 0 (or v -= spikes * th); v never below -2^15
+    grid steps. W folds the pooling."""
     out: dict[str, np.ndarray] = {}
     t, b, _ = x.shape
     for sl in net.synapse_layers():
@@ -25,11 +26,12 @@ def speck_reference(net: Network, x: np.ndarray, step: dict[str, float], reset: 
         src = x if isinstance(sl.pre, Input) else out[sl.pre.name]
         bias = np.zeros(w.shape[0]) if sl.conn.bias is None else np.repeat(sl.conn.bias, w.shape[0] // sl.conn.bias.size)
         pop, v = sl.post, np.zeros((b, w.shape[0]))
+        th = (np.floor(pop.vth / step[pop.name]) + 1) * step[pop.name]
         spikes = np.zeros((t, b, w.shape[0]), dtype=np.int64)
         for k in range(t):
             v = v + src[k] @ w.T + bias
-            n = np.where(v >= pop.vth, np.floor(v / pop.vth), 0)
-            v = np.where(n > 0, 0.0, v) if reset == "zero" else v - n * pop.vth
+            n = np.where(v >= th, np.floor(v / th), 0)
+            v = np.where(n > 0, 0.0, v) if reset == "zero" else v - n * th
             v = np.maximum(v, LOW * step[pop.name])
             spikes[k] = n
         out[pop.name] = spikes
@@ -90,3 +92,15 @@ def test_bad_inputs_and_networks_are_one_line_errors():
     with pytest.raises(BackendError, match=r"sinabs refused the network: UnsupportedLayerType: The provided SNN "
                                            r"contains LIF layers"):
         SpeckSimBackend().run(lif, np.zeros((3, 1, 72)))
+
+
+def test_spikes_when_spikefit_semantics_spike_and_more_than_once_per_step():
+    """speck-sim against the float emulator (spikefit's v > vth, one spike, reset to zero): the same
+    neurons spike at the same steps; Speck emits floor(v / threshold) spikes where spikefit emits one."""
+    net = Chain("cmp", (1, 8, 8), wmax=20).conv(4, 3, vth=60.5).pool(2).dense(10, vth=30.5).build()
+    x = spikes_in((20, 50, 64), seed=0, p=0.3)
+    ref = spikefit.get_backend("emulator-float").run(net, x)
+    got = SpeckSimBackend().run(net, x)
+    assert got["lif1"].max() == 1 and np.array_equal(got["lif1"] > 0, ref["lif1"])
+    assert np.array_equal(got["lif2"] > 0, ref["lif2"])
+    assert got["lif2"].max() > 1 and (got["lif2"] > 1).sum() > 50

@@ -9,7 +9,7 @@ from torch import nn
 import sinabs.activation as sa
 import sinabs.layers as sl
 from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d
-from spikefit_speck.convert import NoSinabsEquivalent, to_sinabs
+from spikefit_speck.convert import NoSinabsEquivalent, chip_threshold, to_sinabs
 from spikefit_speck.graph import Graph
 from spikefit_speck.corpus import Chain, two_sources
 
@@ -32,11 +32,27 @@ def test_conv_pool_dense_chain_becomes_the_same_sinabs_layers_with_the_same_weig
     assert lin.bias is None
     assert isinstance(model.module, nn.Sequential)   # a chain: loadable with torch and sinabs alone
     iaf = layers(model)[1]
-    assert float(iaf.spike_threshold) == 100.0 and isinstance(iaf.reset_fn, sa.MembraneReset)
+    # Speck fires at v >= threshold, spikefit at v > vth = 100: on the integer grid, threshold 101
+    assert float(iaf.spike_threshold) == 101.0 and isinstance(iaf.reset_fn, sa.MembraneReset)
+    assert float(iaf.min_v_mem) == -2.0 ** 15
     assert iaf.spike_fn is sa.MultiSpike
     with torch.no_grad():
         out = model.module(torch.ones((1, 2, 10, 10)))
     assert out.shape == (1, 5)
+
+
+def test_thresholds_and_lower_bound_follow_the_weight_grid():
+    assert chip_threshold(100.0, 1.0) == 101.0 and chip_threshold(100.5, 1.0) == 101.0
+    assert chip_threshold(3.0, 0.5) == 3.5 and chip_threshold(0.3, None) == 0.3
+    c = Chain("grid", (2, 6, 6)).conv(2, 3, vth=10.0).pool(2, "avg").dense(3, vth=4.0)
+    for node in c.nodes:
+        if hasattr(node, "weight"):
+            node.weight = node.weight * 0.25
+    model = to_sinabs(c.build())
+    first, second = layers(model)[1], layers(model)[5]
+    assert float(first.min_v_mem) == -(2.0 ** 15) * 0.25 and float(first.spike_threshold) == 10.25
+    # after average pooling sinabs scales the weights by 1/4: the grid is 0.25 / 4
+    assert float(second.min_v_mem) == -(2.0 ** 15) / 16 and float(second.spike_threshold) == 4.0625
 
 
 def test_a_vector_input_is_fed_as_channels_and_flattened_before_the_linear_layer():

@@ -33,7 +33,8 @@ def test_cli_export_writes_what_sinabs_loads_with_the_core_map_and_configs(tmp_p
     w = np.array(core0["weights"]).transpose(0, 1, 3, 2)
     np.testing.assert_array_equal(w, spikefit.read_nir(model).nodes["conv1"].weight)
     assert core0["biases"] == LENET.nodes["conv1"].bias.astype(int).tolist()
-    assert core0["threshold_high"] == 100 and core0["threshold_low"] == -32768 and core0["return_to_zero"] is True
+    # spikefit fires at v > 100 (vth), Speck at v >= threshold_high: the next integer
+    assert core0["threshold_high"] == 101 and core0["threshold_low"] == -32768 and core0["return_to_zero"] is True
     assert core0["destinations"] == [{"layer": 1, "enable": True, "pooling": 2}]
     net, loaded = load_speck(out)
     builder = speck_check.dynapcnn().chip_factory.ChipFactory("speck2fmodule").get_config_builder()

@@ -9,9 +9,10 @@ Node by node (the graph is walked in ``Network.topological_order``):
   padding; a connection's bias is the layer's bias;
 * ``Neurons`` become ``sinabs.layers.IAFSqueeze`` when they do not leak, else ``LIFSqueeze``
   (``tau_mem`` from ``dv``, ``tau_syn`` from ``du``), which Speck cannot run and sinabs refuses; both with
-  threshold ``vth``, Speck's spikes (``MultiSpike``: ``floor(v / vth)`` per step, as the chip), the
-  target's reset (``MembraneReset`` for "zero", ``MembraneSubtract`` for "subtract") and the chip's
-  lower bound of the membrane, -2^15 steps of the layer's weight grid (see :func:`_min_v_mem`); a per-channel
+  Speck's spikes (``MultiSpike``: ``floor(v / threshold)`` per step, as the chip), the threshold at the
+  first grid value above ``vth`` (:func:`chip_threshold`: Speck fires at ``v >= threshold``, spikefit at
+  ``v > vth``), the target's reset (``MembraneReset`` for "zero", ``MembraneSubtract`` for "subtract")
+  and the chip's lower bound of the membrane, -2^15 steps of the layer's weight grid; a per-channel
   constant ``Neurons.bias`` is added to the incoming layer's bias (the chip has one bias per channel);
 * ``Pool2d`` becomes ``sinabs.layers.SumPool2d`` or ``nn.AvgPool2d`` (sinabs turns average pooling into
   sum pooling and rescales the next layer), ``Flatten`` becomes ``nn.Flatten``;
@@ -130,8 +131,8 @@ def to_sinabs(net: Network, batch_size: int = 1, reset: str = "zero") -> SinabsM
             if len(srcs) > 1:
                 for other in srcs[1:]:
                     src = add(f"{name}_merge", sl.Merge(), [src, other])
-            low = _min_v_mem(conns[0], _bias(net, conns[0]), _avg_factor(net, conns[0]))
-            out_of[name] = add(name, _neurons(node, sl, sa, batch_size, reset, low), [src])
+            step = grid(conns[0], _bias(net, conns[0]), _avg_factor(net, conns[0]))
+            out_of[name] = add(name, _neurons(node, sl, sa, batch_size, reset, step), [src])
             flat[name] = flat[preds[0]]
             populations.append(name)
             weights[name] = np.asarray(conns[0].weight, dtype=np.float64).reshape(conns[0].weight.shape[0], -1)
@@ -214,35 +215,40 @@ def _avg_factor(net: Network, conn: Dense | Conv2d) -> float:
     return factor
 
 
-def _min_v_mem(conn: Dense | Conv2d, bias: np.ndarray | None, factor: float = 1.0) -> float | None:
-    """The membrane's lower bound in weight units: Speck's 16-bit state stops at -2^15 integer steps.
-
-    sinabs discretizes a layer's weights, bias and thresholds (``min_v_mem``, ``vth``) with one factor,
-    the largest that keeps the weights in 8 bits and the thresholds in 16 (``discretize.py``). With its
-    default ``min_v_mem = None`` the bound is -2^15 in weight units, which caps the factor at 1: weights on
-    a grid finer than 1 (0.5, 0.25, ...) are rounded away. Setting the bound to -2^15 grid steps makes the
-    factor 1 / step, so int8 weights on any grid stay exact, as spikefit's ``weight_scaling = "layer"``
-    assumes (``factor``: the scale sinabs applies for average pooling before the layer). None (sinabs's
-    default) when the weights are on no grid."""
+def grid(conn: Dense | Conv2d, bias: np.ndarray | None, factor: float = 1.0) -> float | None:
+    """The step of the layer's weight grid as sinabs sees the weights (``factor``: the 1 / (kh * kw) sinabs
+    applies after average pooling), or None when the weights are on no grid."""
     from spikefit.synapses import grid_step
 
     if conn.quant is not None:
-        step = conn.quant.scale
-    else:
-        w = conn.dense_weight() if isinstance(conn, Dense) else conn.weight
-        vals = np.concatenate([np.asarray(w, dtype=np.float64).ravel(), [] if bias is None else bias])
-        vals = vals[vals != 0]
-        step = grid_step(vals) if vals.size else None
-    return None if step is None else -float(2 ** 15) * float(step) * factor
+        return float(conn.quant.scale) * factor
+    w = conn.dense_weight() if isinstance(conn, Dense) else conn.weight
+    vals = np.concatenate([np.asarray(w, dtype=np.float64).ravel(), [] if bias is None else bias])
+    vals = vals[vals != 0]
+    step = grid_step(vals) if vals.size else None
+    return None if step is None else float(step) * factor
 
 
-def _neurons(pop: Neurons, sl, sa, batch_size: int, reset: str, min_v_mem: float | None):
-    """IAFSqueeze for a non-leaking population, LIFSqueeze (which sinabs refuses for Speck) otherwise."""
+def chip_threshold(vth: float, step: float | None) -> float:
+    """Speck spikes when ``v >= threshold``; spikefit when ``v > vth``. On a grid of ``step`` the two agree
+    with the threshold at the first grid value above ``vth``."""
+    return float(vth) if step is None else (math.floor(vth / step + 1e-9) + 1) * step
+
+
+def _neurons(pop: Neurons, sl, sa, batch_size: int, reset: str, step: float | None):
+    """IAFSqueeze for a non-leaking population, LIFSqueeze (which sinabs refuses for Speck) otherwise.
+
+    ``min_v_mem`` is Speck's 16-bit lower bound, -2^15 grid steps. sinabs discretizes a layer's weights,
+    bias and thresholds (``min_v_mem``, threshold) with one factor, the largest that keeps the weights in
+    8 bits and the thresholds in 16 (``discretize.py``); with its default ``min_v_mem = None`` the bound
+    is -2^15 in weight units, which caps the factor at 1, so weights on a grid finer than 1 (0.5, 0.25)
+    would be rounded. With the bound at -2^15 steps the factor is 1 / step and int8 weights on any grid
+    stay exact, as spikefit's ``weight_scaling = "layer"`` assumes."""
     if reset not in RESETS:
         raise NoSinabsEquivalent(f"reset {reset!r} is not one of {', '.join(RESETS)}")
     reset_fn = sa.MembraneReset() if reset == "zero" else sa.MembraneSubtract()
-    common = dict(batch_size=batch_size, spike_threshold=float(pop.vth), reset_fn=reset_fn, spike_fn=sa.MultiSpike,
-                  min_v_mem=min_v_mem)
+    common = dict(batch_size=batch_size, spike_threshold=chip_threshold(pop.vth, step), reset_fn=reset_fn,
+                  spike_fn=sa.MultiSpike, min_v_mem=None if step is None else -float(2 ** 15) * step)
     if pop.model == "if":
         return sl.IAFSqueeze(**common)
     return sl.LIFSqueeze(tau_mem=_tau(pop.dv), tau_syn=None if pop.du >= 1.0 else _tau(pop.du), **common)
