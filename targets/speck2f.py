@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikefit.errors import SpecError
-from spikefit.network import Conv2d, Dense, Flatten, Network, Neurons, Pool2d
+from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Pool2d
 from spikefit.rules import Rule, RuleSet
 
 KI = 1024
@@ -285,8 +285,9 @@ def square_kernels(view):
 
 
 def pooling(view):
-    """Pooling windows are square, their stride equals their size, without padding; consecutive pools act
-    as one pooling of their product (as sinabs consolidates them), of a size the chip pools."""
+    """A core pools its own neurons' output (not the network input) in square windows whose stride equals
+    their size, without padding; consecutive pools act as one pooling of their product (as sinabs
+    consolidates them), of a size the chip pools."""
     net = view.network
     sizes = sorted(_sizes(view, "pool_sizes"))
     limit = f"square, stride = size, sizes {', '.join(map(str, sizes))}"
@@ -300,7 +301,10 @@ def pooling(view):
         before = total.get(preds[0], 1) if len(preds) == 1 else 1
         total[name] = before * kh
         why = ""
-        if kh != kw:
+        if before == 1 and len(preds) == 1 and isinstance(net.nodes[preds[0]], Input):
+            why = ("it pools the network input; a Speck core pools its own neurons' output (pooling the input "
+                   "needs the DVS layer, which takes the sensor's events)")
+        elif kh != kw:
             why = f"its {kh}x{kw} window is not square"
         elif (sh, sw) != (kh, kw):
             why = f"its stride {sh}x{sw} differs from its size {kh}x{kw}"
@@ -362,7 +366,8 @@ RULES = RuleSet(
     rules=(
         Rule("speck.one_weight_layer", one_weight_layer, "one Dense or Conv2d feeds each population (one per core)"),
         Rule("speck.square_kernels", square_kernels, "square kernels only (sinabs DynapcnnLayer)"),
-        Rule("speck.pooling", pooling, "square pooling, stride = size, no padding, sizes 1/2/4 (sinabs, overview.md)"),
+        Rule("speck.pooling", pooling,
+             "a core pools its own output: square, stride = size, no padding, sizes 1/2/4 (sinabs, overview.md)"),
         Rule("speck.dense_as_conv", dense_as_conv, "Dense runs as a conv: kernel = input map, channels <= 1024"),
         Rule("speck.bias_per_channel", bias_per_channel, "one bias per output channel (chips/dynapcnn.py)"),
         Rule("speck.core_memory", core_memory,

@@ -26,8 +26,9 @@ SUBSET = [
     "match-eight-layers-fill-the-large-cores", "match-nine-layers-no-core-for-the-last",
     "cores-nine-small-layers", "cores-ten-small-layers",
     "kernel-square-3x3", "kernel-non-square-3x5", "dense-after-non-square-flatten-8x4x8",
-    "destinations-2", "weights-int8-full-range", "neurons-lif",
+    "destinations-2", "destinations-2-one-pooled-one-direct", "weights-int8-full-range", "neurons-lif",
     "pool-sum2-then-conv", "pool-avg2-then-conv", "pool-lenet", "pool-stride-differs-from-size",
+    "pool-of-the-input-then-conv",
     "two-weight-layers-into-one-population",
     # known differences: sinabs accepts what the datasheet forbids, or rescales
     "kernel-17x17", "channels-1025-outputs", "destinations-3", "weights-beyond-int8", "pool-size-3",

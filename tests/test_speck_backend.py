@@ -10,7 +10,7 @@ from spikefit.fixedpoint import connection_matrix
 from spikefit.network import Dense, Input, Network, Neurons
 from spikefit.runner import execute
 from spikefit_speck.backend import SpeckSimBackend
-from spikefit_speck.corpus import Chain
+from spikefit_speck.corpus import Chain, fork
 
 LOW = -(2 ** 15)   # Speck's 16-bit membrane stops here, in integer steps of the layer's weight grid
 
@@ -104,3 +104,13 @@ def test_spikes_when_spikefit_semantics_spike_and_more_than_once_per_step():
     assert got["lif1"].max() == 1 and np.array_equal(got["lif1"] > 0, ref["lif1"])
     assert np.array_equal(got["lif2"] > 0, ref["lif2"])
     assert got["lif2"].max() > 1 and (got["lif2"] > 1).sum() > 50
+
+
+def test_a_layer_pooled_to_one_destination_and_not_to_the_other_runs_both():
+    net = fork("fork", [2, 1])
+    x = spikes_in((10, 2, 2 * 18 * 18), seed=4)
+    got = SpeckSimBackend().run(net, x)
+    ref = speck_reference(net, x, {name: 1.0 for name in ("lif1", "flif0", "flif1")})
+    for name in ("lif1", "flif0", "flif1"):
+        np.testing.assert_array_equal(got[name], ref[name])
+    assert got["flif0"].shape == (10, 2, 4 * 6 * 6) and got["flif1"].shape == (10, 2, 4 * 14 * 14)

@@ -11,7 +11,7 @@ import sinabs.layers as sl
 from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d
 from spikefit_speck.convert import NoSinabsEquivalent, chip_threshold, to_sinabs
 from spikefit_speck.graph import Graph
-from spikefit_speck.corpus import Chain, two_sources
+from spikefit_speck.corpus import Chain, fork, two_sources
 
 
 def layers(model):
@@ -116,3 +116,26 @@ def test_batch_size_and_subtractive_reset_reach_the_neurons():
 def test_networks_without_a_sinabs_equivalent_are_named(build, message):
     with pytest.raises(NoSinabsEquivalent, match=message):
         to_sinabs(build())
+
+
+def test_unpooled_destinations_of_a_layer_that_also_pools_get_an_identity_pool():
+    model = to_sinabs(fork("mixed", [2, 1]))
+    pools = [m for m in layers(model) if isinstance(m, sl.SumPool2d)]
+    assert sorted(tuple(p.kernel_size) for p in pools) == [(1, 1), (2, 2)]
+    for same in ([2, 4], [1, 1]):   # every destination pooled, or none: nothing added
+        kernels = [tuple(m.kernel_size) for m in layers(to_sinabs(fork("same", same))) if isinstance(m, sl.SumPool2d)]
+        assert (1, 1) not in kernels
+
+
+def test_sinabs_3_1_3_crashes_on_mixed_pooling_without_the_identity_pool():
+    """The sinabs bug the identity pool works around (when this fails, sinabs fixed it: drop the pool)."""
+    from spikefit_speck.check import dynapcnn
+
+    model = to_sinabs(fork("bug", [2, 1]))
+    graph = model.module
+    key = next(k for k, m in graph.layers.items() if isinstance(m, sl.SumPool2d) and tuple(m.kernel_size) == (1, 1))
+    graph.steps = [(k, [i if i != key else next(ii for kk, ii in graph.steps if kk == key)[0] for i in inputs])
+                   for k, inputs in graph.steps if k != key]
+    del graph.layers[key]
+    with pytest.raises(IndexError, match="list index out of range"):
+        dynapcnn().DynapcnnNetwork(graph, input_shape=model.input_shape, discretize=True)

@@ -131,6 +131,8 @@ def _ten_layers() -> Network:
      r"pooling pool3: its stride 1x1 differs from its size 2x2"),
     (Chain("q5", (2, 34, 34)).conv(4, 3).pool(4).pool(2).conv(8, 3).build(), "speck.pooling",
      r"pooling pool4: size 8 \(pools chained up to it: 4 x 2\) is not one of 1, 2, 4"),
+    (Chain("q5b", (2, 16, 16)).pool(2).conv(4, 3).build(), "speck.pooling",
+     r"pooling pool1: it pools the network input; a Speck core pools its own neurons' output"),
     (Chain("q6", (1, 17, 17)).dense(10).build(), "speck.dense_as_conv",
      r"dense layer fc1 reads a 17x17 map, a 17x17 kernel on Speck \(at most 16\)"),
     (Chain("q7", (1025,)).dense(8).build(), "speck.dense_as_conv",

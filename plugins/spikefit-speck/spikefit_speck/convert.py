@@ -16,7 +16,9 @@ Node by node (the graph is walked in ``Network.topological_order``):
   constant ``Neurons.bias`` is added to the incoming layer's bias (the chip has one bias per channel);
 * ``Pool2d`` becomes ``sinabs.layers.SumPool2d`` or ``nn.AvgPool2d`` (sinabs turns average pooling into
   sum pooling and rescales the next layer), ``Flatten`` becomes ``nn.Flatten``;
-* a population fed by several connections sums them with ``sinabs.layers.Merge``;
+* a population fed by several connections sums them with ``sinabs.layers.Merge``; a population that
+  reaches some layers through pooling and others directly gets a ``SumPool2d(1)`` on the direct ones
+  (see :func:`_mixed_pooling`: a sinabs 3.1.3 bug);
 * the module returns what feeds the ``Output`` nodes (a tuple when there are several).
 
 A chain is an ``nn.Sequential`` (loadable with torch and sinabs alone), any other graph a
@@ -100,6 +102,7 @@ def to_sinabs(net: Network, batch_size: int = 1, reset: str = "zero") -> SinabsM
         raise NoSinabsEquivalent(f"edge {a} -> {b} is recurrent; Speck's layers are feed-forward, remove the "
                                  f"recurrent connection")
     order = net.topological_order()
+    mixed = _mixed_pooling(net)
     layers: dict[str, nn.Module] = {}
     steps: list[tuple[str, list[str]]] = []     # (module key, keys of its inputs) in call order
     out_of: dict[str, str] = {}                  # spikefit node -> key of the module producing it
@@ -140,6 +143,8 @@ def to_sinabs(net: Network, batch_size: int = 1, reset: str = "zero") -> SinabsM
         if len(preds) != 1:
             raise NoSinabsEquivalent(f"node {name!r} has {len(preds)} inputs; only neuron populations may sum several")
         src, was_flat = srcs[0], flat[preds[0]]
+        if preds[0] in mixed and not isinstance(node, Pool2d):
+            src = add(f"{name}_pool1", sl.SumPool2d((1, 1)), [src])   # see _mixed_pooling
         if isinstance(node, Dense):
             if not was_flat:
                 src = add(f"{name}_flatten", nn.Flatten(), [src])
@@ -181,6 +186,21 @@ def to_sinabs(net: Network, batch_size: int = 1, reset: str = "zero") -> SinabsM
 
         module = Graph(layers, steps, outputs)
     return SinabsModel(module, shape_in, populations, weights)
+
+
+def _mixed_pooling(net: Network) -> set[str]:
+    """Populations whose output reaches some layers through pooling and others directly.
+
+    Speck pools per destination, and sinabs keeps one pooling size per destination, but sinabs 3.1.3
+    crashes on such a population (``IndexError`` in ``set_pooling_layer_destination``,
+    ``sinabs_edges_handler.py:902``: a destination without pooling has no pooling node to compare). The
+    converter gives its unpooled destinations a ``SumPool2d(1)``, which pools nothing."""
+    out = set()
+    for pop in net.populations():
+        succ = [net.nodes[s] for s in net.successors(pop.name) if not isinstance(net.nodes[s], Output)]
+        if any(isinstance(n, Pool2d) for n in succ) and not all(isinstance(n, Pool2d) for n in succ):
+            out.add(pop.name)
+    return out
 
 
 def _bias(net: Network, conn: Dense | Conv2d) -> np.ndarray | None:

@@ -99,6 +99,28 @@ def branches(name: str, n: int) -> Network:
     return Network(nodes, edges)
 
 
+def fork(name: str, pools: list[int]) -> Network:
+    """One conv layer feeding one conv layer per entry of ``pools``, each through sum pooling of that size
+    (1: directly), each an output."""
+    c = Chain(name, (2, 18, 18)).conv(4, 3)
+    src = c.nodes[-1]
+    nodes = {n.name: n for n in c.nodes}
+    edges = [(a.name, b.name) for a, b in zip(c.nodes[:-1], c.nodes[1:])]
+    for i, p in enumerate(pools):
+        prev, shape = src.name, src.shape
+        if p > 1:
+            pool = Pool2d(f"fpool{i}", "sum", p, shape)
+            nodes[pool.name] = pool
+            edges.append((prev, pool.name))
+            prev, shape = pool.name, pool.output_shape
+        conv = Conv2d(f"fconv{i}", c.weights((4, 4, 3, 3)), shape)
+        pop = Neurons(f"flif{i}", conv.output_shape, vth=100.0)
+        out = Output(f"fout{i}", pop.shape)
+        nodes.update({conv.name: conv, pop.name: pop, out.name: out})
+        edges += [(prev, conv.name), (conv.name, pop.name), (pop.name, out.name)]
+    return Network(nodes, edges)
+
+
 def two_sources(name: str) -> Network:
     """A population fed by two weight layers (two convs from the same source, summed)."""
     c = Chain(name, (1, 8, 8)).conv(2, 3)
@@ -177,6 +199,8 @@ def corpus() -> list:
     # destinations per core
     add("destinations-2", branches("d1", 2), True)
     add("destinations-3", branches("d2", 3), True, DESTINATIONS_NOT_CHECKED)
+    add("destinations-2-pooled-2-and-4", fork("d3", [2, 4]), True)
+    add("destinations-2-one-pooled-one-direct", fork("d4", [2, 1]), True)
     # weights: int8
     add("weights-int8-full-range", _int8("w1", lo=-128, hi=127), True)
     add("weights-beyond-int8", _int8("w2", lo=-200, hi=200), True, RESCALED)
@@ -194,6 +218,7 @@ def corpus() -> list:
     add("pool-non-square-2x1", Chain("p6", (2, 16, 16)).conv(4, 3).pool((2, 1)).conv(8, 3).build(), False)
     add("pool-stride-differs-from-size", Chain("p7", (2, 16, 16)).conv(4, 3).pool(2, stride=1).conv(8, 3).build(),
         False)
+    add("pool-of-the-input-then-conv", Chain("p10", (2, 16, 16)).pool(2).conv(4, 3).build(), False)
     add("pool-size-3", Chain("p8", (2, 18, 18)).conv(4, 3).pool(3).conv(8, 3).build(), True, POOL_NOT_CHECKED)
     add("pool-sum4-sum2-acts-as-8", Chain("p9", (2, 34, 34)).conv(4, 3).pool(4).pool(2).conv(8, 3).build(), True,
         POOL_NOT_CHECKED)
