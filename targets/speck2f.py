@@ -70,21 +70,14 @@ def incoming(net: Network, pop: Neurons) -> list[Dense | Conv2d]:
 
 
 def dense_input(net: Network, dense: Dense) -> tuple[int, int, int]:
-    """The (c, h, w) a Dense layer reads as sinabs sees it: what enters its Flatten, else (n, 1, 1)."""
-    node = dense.name
-    while True:
-        preds = net.predecessors(node)
-        if len(preds) != 1:
-            break
+    """The (c, h, w) a Dense layer reads as sinabs sees it: the map that is flattened into it (what
+    enters its Flatten, or the 3-D output of the node before it), else a vector as (n, 1, 1)."""
+    preds = net.predecessors(dense.name)
+    if len(preds) == 1:
         prev = net.nodes[preds[0]]
-        if isinstance(prev, Flatten):
-            shape = tuple(int(s) for s in prev.input_shape)
-            if len(shape) == 3:
-                return shape
-            break
-        if not isinstance(prev, Pool2d):
-            break
-        node = prev.name
+        shape = tuple(int(s) for s in (prev.input_shape if isinstance(prev, Flatten) else prev.output_shape))
+        if len(shape) == 3:
+            return shape
     return (int(dense.weight.shape[1]), 1, 1)
 
 

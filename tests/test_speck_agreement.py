@@ -21,6 +21,7 @@ SUBSET = [
     "neuron-memory-16x64x64-at-64Ki", "neuron-memory-60x33x33-rounds-to-240Ki",
     "kernel-memory-64ch-k3-f64-at-64Ki", "kernel-memory-65ch-k3-f64-over-64Ki",
     "kernel-memory-dense-4096-to-10", "kernel-memory-dense-8192-to-10",
+    "kernel-memory-dense-reads-640x5x5-map-unflattened", "kernel-memory-dense-reads-640x5x5-map-to-2",
     "bias-memory-1024-channels", "bias-memory-1025-channels",
     "match-small-layer-first-then-three-big", "match-four-layers-need-64Ki-neurons",
     "match-eight-layers-fill-the-large-cores", "match-nine-layers-no-core-for-the-last",

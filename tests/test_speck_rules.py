@@ -35,6 +35,15 @@ def test_memory_formulas_give_the_vendor_figures():
     assert layer_memory(Chain("m", (12,)).dense(3).build())[0] == {"kernel": 12 * 1 * 4, "neuron": 3, "bias": 0}
 
 
+def test_a_dense_layer_reading_a_map_is_a_conv_over_that_map_with_or_without_flatten():
+    from spikefit_speck.corpus import _unflattened
+
+    for net in (_unflattened("u", (640, 5, 5), 4), Chain("f", (640, 5, 5)).dense(4).build()):
+        assert speck.core_layers(net)[0].in_shape == (640, 5, 5)
+        assert layer_memory(net)[0]["kernel"] == 640 * 32 * 4          # not 640 * 25 * 4 = 64,000
+    assert speck.core_layers(Chain("v", (12,)).dense(3).dense(2).build())[1].in_shape == (3, 1, 1)
+
+
 def test_the_toml_holds_sinabs_per_core_memories():
     params = speck.RULES.parameters(SPEC)
     assert params["kernel_memory"] == speck.KERNEL_MEMORY == (16384,) * 3 + (32768,) * 2 + (65536,) * 2 + (16384,) * 2

@@ -164,6 +164,9 @@ def corpus() -> list:
     add("kernel-memory-64ch-k3-f33-rounds-to-64", Chain("k5", (64, 6, 6)).conv(33, 3, padding=1).build(), True)
     add("kernel-memory-dense-8192-to-10", Chain("k6", (32, 16, 16)).dense(10).build(), False)
     add("kernel-memory-dense-4096-to-10", Chain("k7", (16, 16, 16)).dense(10).build(), True)
+    add("kernel-memory-dense-reads-640x5x5-map-unflattened", _unflattened("k10", (640, 5, 5), 4), False)
+    add("kernel-memory-dense-reads-640x5x5-map-flattened", Chain("k11", (640, 5, 5)).dense(4).build(), False)
+    add("kernel-memory-dense-reads-640x5x5-map-to-2", _unflattened("k12", (640, 5, 5), 2), True)
     add("kernel-memory-dense-vector-1024-to-64", Chain("k8", (1024,)).dense(64).build(), True)
     add("kernel-memory-dense-vector-1024-to-65", Chain("k9", (1024,)).dense(65).build(), False)
     # bias memory: one entry per output channel, 1024 per core
@@ -244,6 +247,16 @@ def _mixed(name: str, extra: bool) -> Network:
     c.conv(32, 3, padding=1).conv(64, 3, padding=1)           # 64*16*32 and 32*16*64 = 32 Ki: cores 3-6
     if extra:
         c.conv(32, 3, padding=1)
+    return c.build()
+
+
+def _unflattened(name: str, shape: tuple[int, int, int], n: int) -> Network:
+    """A Dense layer reading a (c, h, w) input without a Flatten node: sinabs still sees a c-channel map
+    and an h x w kernel (640 x 32 x 4 = 81,920 kernel entries for (640, 5, 5) -> 4, not 640 x 25 x 4)."""
+    c = Chain(name, shape)
+    c.n = 1
+    c.nodes.append(Dense("fc1", c.weights((n, int(np.prod(shape))))))
+    c._neurons((n,))
     return c.build()
 
 
