@@ -206,10 +206,42 @@ def estimate_run(network: Network, run, target: TargetSpec | str, report=None) -
     return estimate(activity(network, run, report), target)
 
 
+def fit_energy(network: Network, target: TargetSpec, report, dataset: str, samples: int | None = None) -> dict:
+    """The energy section of a fit's report: ``network`` run on the emulator over the test split of
+    ``dataset`` (the first ``samples``, encoded as the network's metadata says), placed as ``report``."""
+    from .errors import DatasetError
+    from .runner import run
+
+    try:
+        res = run(network, "emulator", dataset=dataset, samples=samples)
+    except DatasetError as e:  # a Dataset object that is not registered by name
+        return {"target": target.name, "energy_per_inference_uj": None, "error": str(e)}
+    return estimate(activity(network, res, report), target).to_dict()
+
+
+def markdown(e: dict | None) -> list[str]:
+    """Markdown lines of an energy section (:meth:`EnergyReport.to_dict` or :func:`fit_energy`), term by term."""
+    if not e:
+        return []
+    if "error" in e:
+        return ["## Energy", "", f"Not estimated: {e['error']}", ""]
+    fmt = lambda v, unit: "-" if v is None else f"{v:.4g} {unit}"  # noqa: E731
+    act = e["activity"]
+    lines = ["## Energy", "", f"Per inference on `{e['target']}` (test split, {act['samples']} samples, "
+             f"{act['steps']} steps): energy **{fmt(e['energy_per_inference_uj'], 'uJ')}**, latency "
+             f"**{fmt(e['latency_per_inference_us'], 'us')}**; {act['synops']:,.1f} synaptic operations and "
+             f"{act['spikes']:,.1f} spikes.", "", "| term | count | constant | energy | source |", "|---|---:|---:|---:|---|"]
+    for t in e["terms"]:
+        const = "not published" if t["constant"] is None else f"{t['constant']:g} {t['unit']}" + (" (unverified)" if t["unverified"] else "")
+        count = "-" if t["count"] is None else f"{t['count']:,.1f}"
+        lines.append(f"| {t['name']} | {count} | {const} | {fmt(t['energy_uj'], 'uJ')} | {t['source'] or '-'} |")
+    return lines + ["", f"Model: {e['model']}." + (f" Note: {e['note']}." if e["note"] else ""), ""]
+
+
 def has_constants(target: TargetSpec) -> bool:
     """True when the target publishes at least one per-operation energy constant."""
     return any(getattr(target.energy, k) is not None for k in ENERGY_CONSTANTS if k.endswith("_pj"))
 
 
-__all__ = ["Activity", "Term", "EnergyReport", "activity", "estimate", "estimate_run", "destination_cores",
+__all__ = ["Activity", "Term", "EnergyReport", "activity", "estimate", "estimate_run", "destination_cores", "fit_energy", "markdown",
            "has_constants", "MODEL"]

@@ -601,7 +601,7 @@ class Trainer:
         tmp = out / "model.nir.tmp"
         write_nir(result.network, tmp)
         os.replace(tmp, out / "model.nir")
-        data = report_dict(result, self.model)
+        data = report_dict(result, self.model, self.target)
         atomic_write_text(json.dumps(data, indent=2, default=_json_default) + "\n", out / "report.json")
         atomic_write_text(report_markdown(result, data), out / "report.md")
 
@@ -667,10 +667,14 @@ def network_usage(network: Network) -> dict:
             "weights_total": total, "sparsity": 1.0 - nnz / max(total, 1)}
 
 
-def report_dict(result: FitResult, model: SNN) -> dict:
+def report_dict(result: FitResult, model: SNN, target=None) -> dict:
+    from .energy import fit_energy
+
     return {"target": result.target, "dataset": result.dataset, "ok": bool(result.report.ok),
             "accuracy": result.accuracy, "agreement": result.agreement,
             "usage": {**fsc.usage(model), **network_usage(result.network)},
+            "energy": None if target is None else fit_energy(result.network, target, result.report, result.dataset,
+                                                                 result.config.test_limit),
             "pruning": result.pruning,
             "stages": result.history, "codebooks": codebooks(model),
             "fit": result.report.to_dict(), "config": result.config.to_dict()}
@@ -695,7 +699,10 @@ def report_markdown(result: FitResult, data: dict) -> str:
     use = data["usage"]
     lines += [f"Neurons {use['neurons']}; non-zero weights {use['weights_nonzero']} of {use['weights_total']} "
               f"({100 * use['sparsity']:.1f} % zero: pruned or absent).", "",
-              "## Constraints", "", "```", result.report.table(), "```", "", "## Codebooks", ""]
+              "## Constraints", "", "```", result.report.table(), "```", ""]
+    from .energy import markdown as energy_markdown
+
+    lines += energy_markdown(data.get("energy")) + ["## Codebooks", ""]
     for name, cb in data["codebooks"].items():
         if "codebook" in cb:
             rows = cb["codebook"]
