@@ -112,10 +112,12 @@ def step_net(network: Network) -> StepNet:
             stages.append(_linear(node))
         elif isinstance(node, N.Conv2d):
             w = np.asarray(node.weight, dtype=np.float64)
-            conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], node.stride, node.padding, bias=False,
-                             dtype=torch.float32)
+            conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], node.stride, node.padding,
+                             bias=node.bias is not None, dtype=torch.float32)
             with torch.no_grad():
                 conv.weight.copy_(torch.as_tensor(w))
+                if node.bias is not None:  # added every step; NeuroBench counts no operation for it
+                    conv.bias.copy_(torch.as_tensor(np.asarray(node.bias).reshape(-1)))
             stages.append(conv)
         elif isinstance(node, N.Neurons):
             rec = rec_of.get(name)
@@ -131,11 +133,34 @@ def step_net(network: Network) -> StepNet:
     return StepNet(stages, tuple(network.inputs[0].shape))
 
 
+class StepNetBackend:
+    """Runs :func:`step_net` (the model NeuroBench measures) as a spikefit backend, so that
+    :func:`spikefit.runner.execute` counts spikefit's synaptic operations on exactly the spikes
+    NeuroBench sees: ``execute(network, StepNetBackend(), x)``."""
+
+    name = "torch-step"
+
+    @torch.no_grad()
+    def run(self, network: Network, x: np.ndarray) -> dict[str, np.ndarray]:
+        net = step_net(network)
+        pops = [s for s in net.stages if isinstance(s, StepLIF)]
+        out: dict[str, list[torch.Tensor]] = {p.name: [] for p in pops}
+        hooks = [p.register_forward_hook(lambda m, _i, o: out[m.name].append(o.clone())) for p in pops]
+        net.reset()
+        for k in range(x.shape[0]):
+            net(torch.as_tensor(np.asarray(x[k]), dtype=torch.float32))
+        for h in hooks:
+            h.remove()
+        return {k: torch.stack(v).numpy() for k, v in out.items()}  # (t, b, n) per population
+
+
 def _linear(node) -> nn.Linear:
     w = node.weight.toarray() if hasattr(node.weight, "toarray") else np.asarray(node.weight)
-    lin = nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=torch.float32)
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=node.bias is not None, dtype=torch.float32)
     with torch.no_grad():
         lin.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+        if node.bias is not None:  # added every step; NeuroBench counts no operation for it
+            lin.bias.copy_(torch.as_tensor(np.asarray(node.bias, dtype=np.float32).reshape(-1)))
     return lin
 
 
@@ -179,4 +204,4 @@ def neurobench_metrics(network: Network, x: np.ndarray, y: np.ndarray | None = N
                        "dense": float(ops["Dense"])}}
 
 
-__all__ = ["neurobench_metrics", "step_net", "StepLIF", "StepNet", "INSTALL"]
+__all__ = ["neurobench_metrics", "step_net", "StepLIF", "StepNet", "StepNetBackend", "INSTALL"]
