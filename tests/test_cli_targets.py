@@ -56,8 +56,11 @@ def test_show_prints_every_field_sources_and_flags():
 def test_show_json_round_trips():
     result = invoke("targets", "show", "loihi", "--json")
     data = json.loads(result.stdout)
-    assert data["core"]["parameter_sets"] == 8 and data["unverified"] == ["core.parameter_sets"]
+    assert data["core"]["parameter_sets"] == 8 and data["unverified"] == [
+        "core.parameter_sets", "energy.synop_pj", "energy.neuron_update_pj", "energy.spike_pj", "energy.static_mw"]
+    assert data["energy"]["synop_pj"] == 23.6
     assert TargetSpec.from_dict(data).core == plugins.get_target("loihi").core
+    assert TargetSpec.from_dict(data).energy == plugins.get_target("loihi").energy
 
 
 def test_show_unknown_target_is_one_line_exit_2():
