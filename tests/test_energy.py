@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from clitools import assert_one_line_error, invoke
+from spikefit import hookimpl
+from spikefit.emulator import EmulatorBackend
 from spikefit.energy import Activity, activity, destination_cores, estimate, estimate_run
 from spikefit.errors import SpecError
 from spikefit.network import Dense, Input, Network, Neurons, Output
@@ -163,3 +165,25 @@ def test_fit_reports_energy(tmp_path):
     assert e["latency_per_inference_us"] == 1000.0 * e["activity"]["steps"]
     md = (tmp_path / "fit" / "report.md").read_text()
     assert "## Energy" in md and "| synaptic operations |" in md and "Merolla" in md
+
+
+class FloatReference:
+    """The emulator's float mode under a name of this test's own."""
+
+    @hookimpl
+    def register_backends(self, register):
+        backend = EmulatorBackend("float")
+        backend.name = "float-ref"
+        register(backend)
+
+
+def test_run_compare_with_target(tmp_path, tmp_toml, register_plugin):
+    register_plugin(FloatReference(), "float-ref-energy")
+    model = write_nir(messages_net(), tmp_path / "m.nir")
+    np.save(tmp_path / "x.npy", np.ones((3, 2, 2), dtype=np.float32))
+    args = ["run", model, "--inputs", tmp_path / "x.npy", "--compare", "emulator,float-ref", "--target", tmp_toml(CHIP)]
+    report = json.loads(invoke(*args, "--json").stdout)
+    e = {k: r["energy"]["energy_per_inference_uj"] for k, r in report["results"].items()}
+    assert e["emulator"] == e["float-ref"] > 1.2  # same spikes, same energy; static 4 mW x 300 us = 1.2 uJ
+    text = invoke(*args).stdout
+    assert "uJ/inference" in text and "energy per inference on chip" in text

@@ -95,3 +95,20 @@ def test_missing_package_is_a_one_line_error(monkeypatch):
     with pytest.raises(BackendError, match=r"need the neurobench package .*pip install -c constraints.txt --no-deps "
                                            r"neurobench==2\.3\.0 tqdm"):
         neurobench_metrics(recurrent_net(), spikes(2, 1, 12))
+
+
+def test_run_neurobench_cli(tmp_path):
+    import json
+
+    from clitools import invoke
+    from spikefit.nir_io import write_nir
+
+    net, x = recurrent_net(), spikes(6, 3, 12)
+    model = write_nir(net, tmp_path / "r.nir")
+    np.save(tmp_path / "x.npy", x)
+    r = invoke("run", model, "--inputs", tmp_path / "x.npy", "--neurobench", "--json")
+    assert r.exit_code == 0, r.output
+    nb = json.loads(r.stdout)["neurobench"]
+    assert nb == neurobench_metrics(net, x) and nb["synops"]["effective_acs"] > 0
+    text = invoke("run", model, "--inputs", tmp_path / "x.npy", "--neurobench").stdout
+    assert "neurobench 2.3.0 (3 samples x 6 steps" in text and "activation sparsity" in text

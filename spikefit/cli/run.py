@@ -110,23 +110,20 @@ def run(model: Path, backend: str, dataset: str | None, samples: int | None, ste
 
             placement = verify(network, spec)
             energy = {k: estimate_run(network, r, spec, placement) for k, r in result.results.items()}
-        if as_json:
-            data = result.to_dict()
-            for k, e in (energy or {}).items():
-                data["results"][k]["energy"] = e.to_dict()
-            click.echo(json.dumps(data, indent=2))
-        else:
-            click.echo(compare_table(result, energy))
-        return
-    res = run_network(network, backend, **kwargs)
-    data = res.to_dict()
-    text = [result_table(res)]
-    if spec is not None:
-        from ..energy import estimate_run
+        data = result.to_dict()
+        for k, e in (energy or {}).items():
+            data["results"][k]["energy"] = e.to_dict()
+        text = [compare_table(result, energy)]
+    else:
+        res = run_network(network, backend, **kwargs)
+        data = res.to_dict()
+        text = [result_table(res)]
+        if spec is not None:
+            from ..energy import estimate_run
 
-        energy = estimate_run(network, res, spec)
-        data["energy"] = energy.to_dict()
-        text.append(energy.table())
+            energy = estimate_run(network, res, spec)
+            data["energy"] = energy.to_dict()
+            text.append(energy.table())
     if with_neurobench:
         from ..neurobench_metrics import neurobench_metrics
         from ..runner import prepare_inputs
