@@ -120,20 +120,27 @@ def destination_cores(network: Network, report) -> dict[str, np.ndarray]:
 
     pairs: dict[str, list[sp.coo_array]] = {}
     n_src: dict[str, int] = {}
-    n_cores = int(max(p.first_core + p.cores for p in report.populations)) if report.populations else 1
+    n_cores = max((p.first_core + p.cores for p in report.populations if p.first_core is not None), default=1)
     for sl in network.synapse_layers():
         mat = sp.csr_array(connection_matrix(network, sl.conn))
         mat.eliminate_zeros()
         coo = mat.tocoo()
+        n_src[sl.pre.name] = mat.shape[1]
+        if coo.nnz == 0:
+            continue
         core = report.core_of(sl.post.name)[coo.row]             # core of each synapse's target
         ones = np.ones(coo.nnz, dtype=np.int64)
         pairs.setdefault(sl.pre.name, []).append(
-            sp.coo_array((ones, (coo.col, core)), shape=(mat.shape[1], n_cores)))
-        n_src[sl.pre.name] = mat.shape[1]
+            sp.coo_array((ones, (coo.col, core)), shape=(mat.shape[1], int(n_cores))))
     out = {}
-    for name, mats in pairs.items():
+    for name, n in n_src.items():
+        mats = pairs.get(name)
+        if not mats:
+            out[name] = np.zeros(n, dtype=np.int64)
+            continue
         m = sp.csr_array(sum(x.tocsr() for x in mats))
-        out[name] = np.diff((m > 0).astype(np.int8).indptr)     # distinct destination cores per source neuron
+        m.eliminate_zeros()
+        out[name] = np.diff(m.indptr).astype(np.int64)            # distinct destination cores per source neuron
     return out
 
 
