@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyprojec
 	# Test-only: the libraries whose NIR files the interop tests read (norse without its torchvision dep).
 	$(PIP) install -c constraints.txt pytest snntorch==1.0.0 nirtorch
 	$(PIP) install -c constraints.txt --no-deps norse==1.1.0
-	$(PIP) install -c constraints.txt --no-deps neurobench==2.3.0 tqdm
+	$(PIP) install -c constraints.txt --no-deps neurobench==2.3.0
 	touch $(STAMP)
 
 install: $(STAMP)

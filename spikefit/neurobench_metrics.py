@@ -11,7 +11,9 @@ How these relate to spikefit's own counts is in ``docs/energy.md``: on networks 
 NeuroBench's ``Effective_ACs`` equals spikefit's synaptic operations per sample.
 
 ``neurobench`` is an optional dependency: install it without its dependencies so that the pinned
-torch stays (``pip install -c constraints.txt --no-deps neurobench==2.3.0 tqdm``).
+torch stays; of those, the metrics used here need only snntorch (and tqdm, which spikefit already
+requires): ``pip install -c constraints.txt snntorch==1.0.0`` then
+``pip install -c constraints.txt --no-deps neurobench==2.3.0``.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from torch import nn
 from .errors import BackendError, ModelError
 from .network import Network
 
-INSTALL = "pip install -c constraints.txt --no-deps neurobench==2.3.0 tqdm"
+INSTALL = "pip install -c constraints.txt snntorch==1.0.0 && pip install -c constraints.txt --no-deps neurobench==2.3.0"
 
 
 class StepLIF(nn.Module):

@@ -92,8 +92,8 @@ def test_missing_package_is_a_one_line_error(monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_neurobench)
-    with pytest.raises(BackendError, match=r"need the neurobench package .*pip install -c constraints.txt --no-deps "
-                                           r"neurobench==2\.3\.0 tqdm"):
+    with pytest.raises(BackendError, match=r"need the neurobench package .*pip install -c constraints.txt snntorch==1\.0\.0 "
+                                           r"&& pip install -c constraints.txt --no-deps neurobench==2\.3\.0`$"):
         neurobench_metrics(recurrent_net(), spikes(2, 1, 12))
 
 
