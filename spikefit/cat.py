@@ -345,7 +345,8 @@ def quantizer_from_quantization(q: N.Quantization, w: np.ndarray, groups: np.nda
 
 @dataclass
 class CatSpec:
-    """What CAT must produce, read from a target's limits (see :meth:`from_target`)."""
+    """What CAT must produce: the trainer derives it from the target's limits (``trainer.cat_spec``: M
+    capped by the deploy grid), the benchmarks set it directly. Core groups come from the placement."""
 
     M: int | None                        # distinct non-zero values per group; None: uniform grid (QAT)
     scope: str = "layer"                 # "neuron" | "core" | "layer" | "chip"
@@ -363,11 +364,6 @@ class CatSpec:
             raise TrainingError(f"unique_weights M={self.M} must be at least 1")
         if self.mode not in MODES:
             raise TrainingError(f"unknown CAT mode {self.mode!r}; use one of {', '.join(MODES)}")
-
-    @classmethod
-    def from_target(cls, target, mode: str = "hard", zero: bool = True) -> "CatSpec":
-        lim = target.limits
-        return cls(lim.unique_weights, lim.unique_weights_scope, lim.weight_bits, lim.weight_scaling, mode, zero)
 
     @property
     def active(self) -> bool:
