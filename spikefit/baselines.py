@@ -50,7 +50,7 @@ def _quantizer_setup(method: str, model, M: int | None, scope: str, weight_bits:
             raise TrainingError(f"method {method!r} needs M (codebook size)")
         mode = {"cat": config.cat_mode, "cat-hard": "hard", "cat-soft": "soft"}.get(method, config.cat_mode)
         if M is not None:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, mode, zero))
+            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", mode, zero))
         return mode
     if method == "uniform":
         if M is None or M < 2 or M & (M - 1):
@@ -151,7 +151,7 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
             run_epochs(cfg.prune_epochs, cfg.prune_lr, times)
         run_epochs(cfg.finetune_epochs, cfg.finetune_lr, times)
         if ptq:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, "hard", zero))
+            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", "hard", zero))
             C.harden(model)
         acc = evaluate(model, x_test, y_test)
         distinct = C.distinct_per_group(model)
@@ -184,7 +184,7 @@ def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = 
         plain = default_model(ds, cfg)
         quant = default_model(ds, cfg)
         quant.load_state_dict(plain.state_dict())
-        C.attach_cat(quant, C.CatSpec(M, scope, weight_bits, "layer", None, mode))
+        C.attach_cat(quant, C.CatSpec(M, scope, weight_bits, "layer", mode))
         opts = {id(m): make_optimizer(m, cfg.lr) for m in (plain, quant)}
         x = torch.as_tensor(encode(ds.x_train[:cfg.batch_size * 8], T, cfg.encoding, seed=cfg.seed))
         y = torch.as_tensor(ds.y_train[:cfg.batch_size * 8])

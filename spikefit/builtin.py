@@ -14,11 +14,27 @@ def catalog_files():
     return sorted((p for p in folder.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name)
 
 
+def catalog_rules():
+    """The catalog's rule sets: every ``targets/*.py`` module that defines ``RULES``."""
+    import importlib
+
+    folder = resources.files("spikefit.targets")
+    names = sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".py") and not p.name.startswith("_"))
+    mods = [importlib.import_module(f"spikefit.targets.{n}") for n in names]
+    return [m.RULES for m in mods if hasattr(m, "RULES")]
+
+
 @hookimpl
 def register_targets(register):
     for path in catalog_files():
         with resources.as_file(path) as real:
             register(load_target(real))
+
+
+@hookimpl
+def register_rules(register):
+    for rule_set in catalog_rules():
+        register(rule_set)
 
 
 # The exporter and backend modules import numerical libraries; the registry calls these hooks only

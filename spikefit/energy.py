@@ -207,7 +207,7 @@ def estimate_run(network: Network, run, target: TargetSpec | str, report=None) -
 
         target = get_target(target)
     if report is None:
-        from .verify import verify
+        from .fitcheck import verify
 
         report = verify(network, target)
     return estimate(activity(network, run, report), target)

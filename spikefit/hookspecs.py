@@ -48,3 +48,22 @@ def register_commands(cli: click.Group) -> None:
 
     :param cli: the top-level click group; use ``@cli.command()``.
     """
+
+
+@hookspec
+def register_rules(register: Callable) -> None:
+    """Register chip rules that a TOML spec cannot say (design rules, memory formulas).
+
+    :param register: call ``register(rule_set)`` with a :class:`spikefit.rules.RuleSet`; it applies to
+        the targets it names and to any spec with a ``[rules.<set name>]`` table. Names must be unique.
+    """
+
+
+@hookspec
+def register_vendor_checks(register: Callable) -> None:
+    """Register a vendor's own fit check for a chip (the vendor's SDK as ground truth).
+
+    :param register: call ``register(check)``; a check has ``name`` (the vendor tool), ``target`` (the
+        chip, one check per target), ``check(network, spec) -> spikefit.vendor.VendorVerdict`` and
+        ``corpus() -> list[spikefit.vendor.Case]``. Import the vendor SDK inside ``check`` only.
+    """

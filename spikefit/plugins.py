@@ -31,7 +31,10 @@ KINDS = {  # registry kind -> (hook that fills it, what the registered object mu
     "target": ("register_targets", None),
     "exporter": ("register_exporters", "export"),
     "backend": ("register_backends", "run"),
+    "rule_set": ("register_rules", "applies_to"),
+    "vendor_check": ("register_vendor_checks", "check"),
 }
+KEY_ATTR = {"vendor_check": "target"}  # registry key of kinds not keyed by their name
 _LAVA_HINT = ". The 'lava' {kind} comes with the spikefit-lava plugin: pip install -e plugins/spikefit-lava"
 
 pm = pluggy.PluginManager("spikefit")
@@ -193,9 +196,10 @@ def _check(kind: str, method: str | None, obj: Any) -> str:
         if not isinstance(obj, TargetSpec):
             raise PluginError(f"registered {obj!r} as a target, which must be a spikefit.TargetSpec (spikefit.load_target)")
         return obj.name
-    name = getattr(obj, "name", None)
+    key = KEY_ATTR.get(kind, "name")
+    name = getattr(obj, key, None)
     if not isinstance(name, str) or not name or not callable(getattr(obj, method, None)):
-        raise PluginError(f"registered {obj!r} as {kind}, which needs a string 'name' and a '{method}' method")
+        raise PluginError(f"registered {obj!r} as {kind}, which needs a string {key!r} and a '{method}' method")
     return name
 
 
@@ -231,7 +235,7 @@ def _spec_files(items: dict, owners: dict, errors: list[str]) -> None:
 
 
 def registry(kind: str) -> dict[str, Any]:
-    """Name -> object for one kind ("target", "exporter", "backend"), filled on first use."""
+    """Name -> object for one kind ("target", "exporter", "backend", "rule_set", "vendor_check"), filled on first use."""
     load_plugins()
     if kind not in _registries:
         items, owners, errors = _collect(kind)

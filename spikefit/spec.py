@@ -200,6 +200,7 @@ class TargetSpec:
     core: CoreSpec = field(default_factory=CoreSpec)
     layers: LayerSpec = field(default_factory=LayerSpec)
     energy: EnergySpec = field(default_factory=EnergySpec)
+    rules: tuple = ()                          # [rules.<set>] tables: ((set, ((key, value), ...)), ...)
     path: str | None = None                    # file it was loaded from
     plugin: str | None = None                  # plugin that registered it (set by the registry)
 
@@ -218,10 +219,11 @@ class TargetSpec:
                 raise SpecError(f"{key} must be a list of strings; got {val!r}")
             object.__setattr__(self, key, tuple(val))
         for key in self.unverified:
-            if key not in SCHEMA_KEYS:
+            if key not in SCHEMA_KEYS and not (key.startswith("rules.") and key.count(".") == 2):
                 near = closest(key, list(SCHEMA_KEYS))
                 hint = f" (did you mean {near!r}?)" if near else ""
                 raise SpecError(f"unverified names {key!r}, which is not a spec key{hint}; use dotted keys such as 'limits.weight_bits'")
+        object.__setattr__(self, "rules", _rule_tables(self.rules))
         lim = self.limits
         if lim.neurons_per_core and lim.neurons and lim.neurons_per_core > lim.neurons:
             raise SpecError(f"limits.neurons_per_core {lim.neurons_per_core} exceeds limits.neurons {lim.neurons}; "
@@ -233,20 +235,27 @@ class TargetSpec:
             raise SpecError(f"limits.unique_weights {lim.unique_weights} exceeds the {2 ** lim.weight_bits - 1} "
                             f"non-zero values a {lim.weight_bits}-bit weight holds; lower it or raise weight_bits")
 
+    @property
+    def rule_tables(self) -> dict[str, dict[str, Any]]:
+        """The ``[rules.<set>]`` tables: rule-set name -> its parameters (see :mod:`spikefit.rules`)."""
+        return {name: dict(items) for name, items in self.rules}
+
     def is_unverified(self, key: str) -> bool:
         """True when the dotted ``key`` (e.g. ``"limits.weight_bits"``) is flagged as unverified."""
         return key in self.unverified
 
     def to_dict(self) -> dict:
         """Plain data (lists, dicts, None for unconstrained), JSON-ready; :meth:`from_dict` reads it back."""
-        return _plain(asdict(self))
+        d = _plain(asdict(self))
+        d["rules"] = self.rule_tables
+        return d
 
     @classmethod
     def from_dict(cls, data: dict, *, path: str | None = None) -> "TargetSpec":
         """Build a spec from TOML-shaped data (or :meth:`to_dict` output: ``None`` means unconstrained)."""
         if not isinstance(data, dict):
             raise SpecError(f"a target spec must be a table (dict); got {type(data).__name__}")
-        data = {k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v)
+        data = {k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) and k != "rules" else v)
                 for k, v in data.items() if v is not None and k not in _RUNTIME}
         return _build(data, path or "<dict>")
 
@@ -297,7 +306,9 @@ def _build(data: dict[str, Any], where: str) -> TargetSpec:
         raise SpecError(f"{where}: missing required key 'name'; add e.g. name = \"mychip\" at the top")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if key in _SECTIONS:
+        if key == "rules":
+            kwargs["rules"] = _rule_tables(value, where)
+        elif key in _SECTIONS:
             if not isinstance(value, dict):
                 raise SpecError(f"{where}: [{key}] must be a table; got {type(value).__name__} {value!r}")
             kwargs[key] = _section(_SECTIONS[key], key, value, where)
@@ -307,7 +318,7 @@ def _build(data: dict[str, Any], where: str) -> TargetSpec:
                 raise SpecError(f"{where}: {key} must be {expected}; got {type(value).__name__} {value!r}")
             kwargs[key] = value
         else:
-            near = closest(key, [*_TOP, *_SECTIONS])
+            near = closest(key, [*_TOP, *_SECTIONS, "rules"])
             hint = f" (did you mean {near!r}?)" if near else ""
             warnings.warn(f"{where}: unknown key {key!r} ignored{hint}", stacklevel=3)
     try:
@@ -315,8 +326,10 @@ def _build(data: dict[str, Any], where: str) -> TargetSpec:
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
     for key in spec.unverified:
-        section, _, leaf = key.partition(".")
-        present = leaf in data.get(section, {}) if leaf else section in data
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        present = node is not None
         if not present:
             raise SpecError(f"{where}: unverified lists {key!r}, which this spec does not set; "
                             f"set {key} or remove it from unverified")
@@ -343,6 +356,23 @@ def _section(cls: type, section: str, table: dict, where: str):
         return cls(**kwargs)
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
+
+
+def _rule_tables(value: Any, where: str = "spec") -> tuple:
+    """``[rules.<set>]`` tables as a hashable tuple; each must be a table (its keys are checked by the set)."""
+    if isinstance(value, tuple):
+        return value
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: [rules] must hold tables such as [rules.xylo]; got {type(value).__name__} {value!r}")
+    out = []
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise SpecError(f"{where}: rules.{name} must be a table ([rules.{name}]); got {type(table).__name__} {table!r}")
+        for k, v in table.items():
+            if isinstance(v, (dict, list)):
+                raise SpecError(f"{where}: rules.{name}.{k} must be a number, string or boolean; got {type(v).__name__}")
+        out.append((name, tuple(sorted(table.items()))))
+    return tuple(sorted(out))
 
 
 def _describe(t: str) -> str:

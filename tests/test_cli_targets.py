@@ -48,8 +48,8 @@ def test_show_prints_every_field_sources_and_flags():
     for key in ("neurons", "fan_out_unit", "unique_weights_scope", "models", "threshold_bits", "share_layers", "kinds"):
         assert f"\n  {key} " in out
     assert "  weight_bits           9  (unverified)\n" in out
-    assert "  fan_in                256  (unverified)\n" in out
-    assert "  fan_out               1\n" in out
+    assert "  fan_in                256\n" in out
+    assert "  fan_out               1  (unverified)\n" in out
     assert "  - Akopyan et al. 2015" in out and "plugin: spikefit.builtin" in out
 
 

@@ -108,7 +108,7 @@ def messages_net():
 
 
 def test_spike_messages_count_destination_cores(tmp_toml):
-    from spikefit.verify import verify
+    from spikefit.fitcheck import verify
 
     net, spec = messages_net(), load_target(tmp_toml(CHIP))
     report = verify(net, spec)

@@ -352,7 +352,7 @@ def test_misspelled_hook_is_reported_and_not_loaded(monkeypatch, plugin_env):
     plugin_env(SPIKEFIT_LOAD_PLUGINS="typo")
     assert plugins.load_errors == ["plugin 'typo' implements unknown hook 'register_target' (did you mean "
                                    "'register_targets'?); known hooks: register_backends, register_commands, "
-                                   "register_exporters, register_targets; the plugin was not loaded"]
+                                   "register_exporters, register_rules, register_targets, register_vendor_checks; the plugin was not loaded"]
     assert plugins.pm.get_plugin("typo") is None
     assert "register_target" not in dir(plugins.pm.hook)
     plugins.pm.check_pending()

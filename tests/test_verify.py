@@ -12,9 +12,9 @@ import scipy.sparse as sp
 from spikefit import (Conv2d, Dense, Flatten, Input, ModelError, Network, Neurons, Output, Pool2d,
                       Quantization, TargetSpec, UnknownTargetError)
 from spikefit.spec import CoreSpec, LayerSpec, Limits, NeuronSpec
-from spikefit.verify import FitReport, grid_step, verify
+from spikefit.fitcheck import FitReport, grid_step, verify
 
-verify_mod = importlib.import_module("spikefit.verify")   # the module (spikefit.verify is also the function)
+verify_mod = importlib.import_module("spikefit.synapses")   # the synapse parts the check measures
 
 
 def target(core=None, layers=None, neuron=None, **limits) -> TargetSpec:

@@ -36,7 +36,7 @@ def cell_activity(network, dataset: str, samples: int | None, targets: list[str]
     from ..errors import SpikefitError
     from ..plugins import get_target
     from ..runner import run
-    from ..verify import verify
+    from ..fitcheck import verify
 
     res = run(network, "emulator", dataset=dataset, samples=samples)
     act = activity(network, res).to_dict()

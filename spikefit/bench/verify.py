@@ -55,7 +55,7 @@ def synthetic_network(neurons: int, fan_in: int = 100, layers: int = 10, values:
 
 
 def measure(neurons: int, fan_in: int, layers: int, target) -> dict:
-    from ..verify import verify as check
+    from ..fitcheck import verify as check
 
     t0 = time.perf_counter()
     net = synthetic_network(neurons, fan_in, layers)

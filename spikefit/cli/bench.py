@@ -6,12 +6,13 @@ from importlib import import_module
 import click
 
 # Each module defines one click command named like the module's last part.
-BENCHMARKS = ["spikefit.bench.verify", "spikefit.bench.compression", "spikefit.bench.backends"]
+BENCHMARKS = ["spikefit.bench.verify", "spikefit.bench.compression", "spikefit.bench.backends",
+              "spikefit.bench.vendor_agreement"]
 
 
 @click.group()
 def bench():
-    """Benchmarks: verify speed, compression accuracy, backend throughput."""
+    """Benchmarks: verify speed, compression accuracy, backend throughput, agreement with vendor tools."""
 
 
 for _mod in BENCHMARKS:
@@ -21,4 +22,4 @@ for _mod in BENCHMARKS:
         if _e.name != _mod:
             raise
         continue
-    bench.add_command(getattr(_m, _mod.rsplit(".", 1)[1]))
+    bench.add_command(getattr(_m, _mod.rsplit(".", 1)[1]))  # e.g. vendor_agreement -> "vendor-agreement"

@@ -106,7 +106,7 @@ def run(model: Path, backend: str, dataset: str | None, samples: int | None, ste
         energy = None
         if spec is not None:
             from ..energy import estimate_run
-            from ..verify import verify
+            from ..fitcheck import verify
 
             placement = verify(network, spec)
             energy = {k: estimate_run(network, r, spec, placement) for k, r in result.results.items()}
