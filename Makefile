@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyprojec
 	# Test-only: the libraries whose NIR files the interop tests read (norse without its torchvision dep).
 	$(PIP) install -c constraints.txt pytest snntorch==1.0.0 nirtorch
 	$(PIP) install -c constraints.txt --no-deps norse==1.1.0
+	$(PIP) install -c constraints.txt --no-deps neurobench==2.3.0
 	# Speck 2f: sinabs 3.1.3 without its dependencies (its metadata requires samna, which cannot be
 	# installed; spikefit-speck's shim stands in for samna while sinabs is imported), then the packages
 	# sinabs imports (torch and numpy are pinned above).
