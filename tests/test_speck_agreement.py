@@ -12,7 +12,7 @@ from spikefit.network import Dense, Input, Network, Neurons
 from spikefit.plugins import owner_of
 from spikefit.vendor import VendorCheck, get_vendor_check, spikefit_verdict, vendor_verdict
 from spikefit_speck.check import SinabsCheck
-from spikefit_speck.corpus import corpus
+from spikefit_speck.corpus import Chain, corpus
 
 SPEC = spikefit.get_target("speck2f")
 CASES = {c.name: c for c in corpus()}
@@ -92,3 +92,40 @@ def test_verify_vendor_check_adds_sinabs_row(tmp_path):
     assert "rule speck.core_memory" in result.output
     row = next(line for line in result.output.splitlines() if line.startswith("vendor check (sinabs)"))
     assert "does not fit" in row and "No valid mapping found" in row
+
+
+def random_chain(rng: np.random.Generator, name: str):
+    """A random conv / pool / dense chain near Speck's memory limits, inside the datasheet limits that
+    sinabs does not check (kernel <= 8, channels <= 128, single pools of 2), so sinabs and spikefit must
+    agree on it; None when the drawn shapes do not make a network."""
+    c = Chain(name, (int(rng.integers(1, 20)), int(rng.integers(4, 40)), int(rng.integers(4, 40))), wmax=50)
+    last = ""
+    try:
+        for _ in range(int(rng.integers(1, 6))):
+            r = rng.random()
+            if len(c.shape) == 3 and r < 0.55:
+                k = int(rng.integers(1, min(c.shape[1], c.shape[2], 8) + 1))
+                c.conv(int(rng.choice([1, 2, 4, 8, 16, 17, 33, 64, 65, 128])), k,
+                       stride=int(rng.choice([1, 1, 2])), padding=int(rng.integers(0, 2)), bias=bool(rng.random() < 0.3))
+                last = "conv"
+            elif len(c.shape) == 3 and r < 0.75 and min(c.shape[1:]) >= 2 and last != "pool":
+                c.pool(2, kind=str(rng.choice(["sum", "avg"])))
+                last = "pool"
+            else:
+                c.dense(int(rng.choice([2, 10, 64, 100, 500])), bias=bool(rng.random() < 0.3))
+                last = "dense"
+        return c.build() if c.n else None
+    except spikefit.ModelError:
+        return None
+
+
+def test_spikefit_agrees_with_sinabs_on_random_chains():
+    rng = np.random.default_rng(2026)
+    nets = [n for n in (random_chain(rng, f"random{i}") for i in range(12)) if n is not None][:8]
+    verdicts = []
+    for net in nets:
+        vendor = vendor_verdict(net, SPEC)
+        fits, why = spikefit_verdict(net, SPEC)
+        assert fits is vendor.fits, (net.summary(), why, vendor.message)
+        verdicts.append(vendor.fits)
+    assert len(nets) == 8 and True in verdicts and False in verdicts

@@ -172,11 +172,9 @@ def to_sinabs(net: Network, batch_size: int = 1, reset: str = "zero") -> SinabsM
             out_of[name], flat[name] = (add(name, nn.Flatten(), [src]) if not was_flat else src), True
         else:
             raise NoSinabsEquivalent(f"node {name!r} ({type(node).__name__}) has no sinabs layer")
-    outputs = [out_of[p] for o in net.outputs for p in net.predecessors(o.name)]
-    if not outputs:
-        outputs = [out_of[populations[-1]]] if populations else []
-    if not outputs:
+    if not populations:
         raise NoSinabsEquivalent("the network has no neuron population; Speck runs layers of neurons")
+    outputs = [out_of[p] for o in net.outputs for p in net.predecessors(o.name)] or [out_of[populations[-1]]]
     chain = all(inputs == [prev] for (_, inputs), prev in zip(steps, [""] + [k for k, _ in steps])) \
         and outputs == [steps[-1][0]]
     if chain:
