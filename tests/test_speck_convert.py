@@ -8,7 +8,7 @@ from torch import nn
 
 import sinabs.activation as sa
 import sinabs.layers as sl
-from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d
+from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Pool2d
 from spikefit_speck.convert import NoSinabsEquivalent, chip_threshold, to_sinabs
 from spikefit_speck.graph import Graph
 from spikefit_speck.corpus import Chain, fork, two_sources

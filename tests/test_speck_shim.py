@@ -94,3 +94,16 @@ def test_placeholders_leave_a_module_that_was_already_imported_alone(monkeypatch
     with shim.placeholders():
         assert sys.modules["samnagui"] is other and shim.is_placeholder(sys.modules["samna"])
     assert sys.modules["samnagui"] is other and "samna" not in sys.modules
+
+
+def test_loading_the_plugin_imports_neither_sinabs_nor_torch():
+    out = run("""
+        import sys
+        from spikefit.plugins import registry
+        checks, exporters = registry("vendor_check"), registry("exporter")
+        assert checks["speck2f"].name == "sinabs" and "speck" in exporters
+        import spikefit_speck.check, spikefit_speck.corpus, spikefit_speck.exporter, spikefit_speck.backend
+        print(sorted(m for m in ("torch", "sinabs", "samna") if m in sys.modules))
+        """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
