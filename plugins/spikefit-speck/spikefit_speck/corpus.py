@@ -202,6 +202,7 @@ def corpus() -> list:
     # destinations per core
     add("destinations-2", branches("d1", 2), True)
     add("destinations-3", branches("d2", 3), True, DESTINATIONS_NOT_CHECKED)
+    add("destinations-2-and-an-output", _with_output(branches("d5", 2), "lif1"), True)
     add("destinations-2-pooled-2-and-4", fork("d3", [2, 4]), True)
     add("destinations-2-one-pooled-one-direct", fork("d4", [2, 1]), True)
     # weights: int8
@@ -258,6 +259,13 @@ def _unflattened(name: str, shape: tuple[int, int, int], n: int) -> Network:
     c.nodes.append(Dense("fc1", c.weights((n, int(np.prod(shape))))))
     c._neurons((n,))
     return c.build()
+
+
+def _with_output(net: Network, pop: str) -> Network:
+    """``net`` with ``pop`` also read out: an exit, not a destination core."""
+    net.nodes[f"{pop}_out"] = Output(f"{pop}_out", net.nodes[pop].shape)
+    net.edges.append((pop, f"{pop}_out"))
+    return net
 
 
 def _small_layers(name: str, n: int) -> Network:
