@@ -6,6 +6,9 @@ Importing this package imports neither rockpool nor xylosim; they load when a ne
     spikefit_xylo.RockpoolCheck().corpus()              -> list[spikefit.vendor.Case]
     spikefit_xylo.to_rockpool(network)                   -> convert.Converted (rockpool graph + shifts)
     spikefit_xylo.vendor_import.load()                  -> the mapper and XyloSim, without samna
+    spikefit_xylo.XyloExporter().export(network, path)   (exporter "xylo": Rockpool's specification, .npz)
+    spikefit_xylo.load_specification(path)              -> XyloSpec; XyloSim.from_specification(**spec.kwargs())
+    spikefit_xylo.XyloSimBackend().run(network, inputs) (backend "xylosim")
 """
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ _LAZY = {
     "RockpoolCheck": "spikefit_xylo.check",
     "to_rockpool": "spikefit_xylo.convert",
     "corpus": "spikefit_xylo.corpus",
+    "XyloExporter": "spikefit_xylo.exporter",
+    "load_specification": "spikefit_xylo.specification",
+    "specification": "spikefit_xylo.specification",
+    "XyloSimBackend": "spikefit_xylo.backend",
 }
 __all__ = list(_LAZY)
 

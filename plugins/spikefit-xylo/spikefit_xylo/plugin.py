@@ -1,4 +1,5 @@
-"""The plugin's hooks: Rockpool's Xylo check for target xylo-audio2 (rockpool loads only when it runs)."""
+"""The plugin's hooks: Rockpool's Xylo check of xylo-audio2, the exporter "xylo" and the backend "xylosim"
+(rockpool and xylosim load only when one of them runs)."""
 from __future__ import annotations
 
 import spikefit
@@ -9,3 +10,17 @@ def register_vendor_checks(register):
     from .check import RockpoolCheck
 
     register(RockpoolCheck())
+
+
+@spikefit.hookimpl
+def register_exporters(register):
+    from .exporter import XyloExporter
+
+    register(XyloExporter())
+
+
+@spikefit.hookimpl
+def register_backends(register):
+    from .backend import XyloSimBackend
+
+    register(XyloSimBackend())
