@@ -141,3 +141,37 @@ def test_cli_verify_with_the_vendor_check(tmp_path, cases):
     result = invoke("verify", path, "--target", TARGET, "--vendor-check")
     assert result.exit_code == 1
     assert "rule xylo.recurrent_fan_out" in result.output and "mapped 100 hidden + 8 output neurons" in result.output
+
+
+def random_network(rng) -> Network:
+    """Two populations, maybe a recurrent layer, weights int8 times 1, 2, 3, 4, 6 or 128, thresholds and
+    biases at and beyond int16, in units of 1 or of a Quantization (int8 integers only: a quantized layer
+    beyond int8 is a documented difference)."""
+    n_in, nh, n_out = int(rng.integers(1, 17)), int(rng.integers(2, 40)), int(rng.integers(1, 10))
+    quantized = rng.random() < 0.3
+    f_in, f_out, f_rec = (1, 1, 1) if quantized else [int(rng.choice([1, 1, 1, 1, 1, 2, 4, 128, 3, 6])) for _ in range(3)]
+    k = float(rng.choice([0.5, 0.25, 0.01])) if quantized else 1.0
+    q = Quantization(8, k) if quantized else None
+    nodes = [Input("in", (n_in,)), Dense("fc0", rng.integers(-128, 128, (nh, n_in)) * f_in * k, quant=q),
+             Neurons("h", (nh,), du=0.5, dv=0.1, vth=float(rng.choice([1.0, 1.0, 1.0, 1.0, 32766.0, 32767.0])) * k,
+                     bias=float(rng.choice([0] * 9 + [32767, 32768, -32769])) * k),
+             Dense("fc1", rng.integers(-128, 128, (n_out, nh)) * f_out * k, quant=q),
+             Neurons("o", (n_out,), vth=float(rng.choice([5.0] * 6 + [32767.0])) * k), Output("out", (n_out,))]
+    edges = [("in", "fc0"), ("fc0", "h"), ("h", "fc1"), ("fc1", "o"), ("o", "out")]
+    if rng.random() < 0.4:
+        w = rng.integers(-128, 128, (nh, nh)) * f_rec * (rng.random((nh, nh)) < 0.3)
+        nodes.append(Dense("rec", w * k, quant=q))
+        edges += [("h", "rec"), ("rec", "h")]
+    return Network({n.name: n for n in nodes}, edges)
+
+
+def test_spikefit_agrees_with_rockpool_on_random_networks_around_the_integer_limits(spec):
+    rng = np.random.default_rng(7)
+    verdicts = []
+    for _ in range(40):
+        net = random_network(rng)
+        vendor = RockpoolCheck().check(net, spec)
+        fits, why = spikefit_verdict(net, spec)
+        assert bool(fits) == vendor.fits, (why, vendor.message)
+        verdicts.append(vendor.fits)
+    assert 8 <= sum(verdicts) <= 32   # both verdicts are well represented
