@@ -41,7 +41,7 @@ class RockpoolCheck:
     target = "xylo-audio2"
 
     def check(self, network: Network, spec: TargetSpec | None = None) -> VendorVerdict:
-        from .convert import to_rockpool
+        from .convert import map_converted, to_rockpool
         from .vendor_import import load
 
         rp = load()
@@ -49,18 +49,13 @@ class RockpoolCheck:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                mapped = rp.mapper(conv.graph, weight_dtype="int", threshold_dtype="int", dash_dtype="float")
+                mapped = map_converted(conv, rp)
             except rp.DRCError as e:
                 return VendorVerdict(False, "mapper: " + _words(e))
             except Exception as e:  # the mapper crashes on graphs its DRC list lets through
                 return VendorVerdict(False, "mapper raised " + _words(e, 1))
         notes = [_words(w.message, 1) for w in caught if issubclass(w.category, rp.DRCWarning)]
         mapped.pop("mapped_graph")
-        for key in ("dash_mem", "dash_mem_out", "dash_syn", "dash_syn_2", "dash_syn_out"):
-            mapped[key] = np.rint(mapped[key]).astype(np.int64)
-        mapped["weight_shift_in"] = conv.shifts["input"]
-        mapped["weight_shift_rec"] = conv.shifts["recurrent"]
-        mapped["weight_shift_out"] = conv.shifts["output"]
         try:
             sim = rp.XyloSim.from_specification(**mapped)
             sim.evolve(np.zeros((2, conv.n_inputs), dtype=int))

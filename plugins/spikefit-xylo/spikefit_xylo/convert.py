@@ -153,4 +153,19 @@ def to_rockpool(net: Network, rp=None) -> Converted:
     return Converted(graph, shifts, r, len(graph_inputs))
 
 
-__all__ = ["Converted", "to_rockpool", "vendor_shifts", "VENDOR_SHIFT_LIMIT"]
+DASHES = ("dash_mem", "dash_mem_out", "dash_syn", "dash_syn_2", "dash_syn_out")
+
+
+def map_converted(conv: Converted, rp) -> dict:
+    """Rockpool's mapper on the converted graph: its specification dict with integer dashes and the
+    matrices' weight shifts (the mapper writes 0). The mapper's exceptions and warnings pass through."""
+    mapped = rp.mapper(conv.graph, weight_dtype="int", threshold_dtype="int", dash_dtype="float")
+    for key in DASHES:  # tau = dt * 2**dash comes back as log2(tau / dt), a float a hair off the integer
+        mapped[key] = np.rint(mapped[key]).astype(np.int64)
+    mapped["weight_shift_in"] = conv.shifts["input"]
+    mapped["weight_shift_rec"] = conv.shifts["recurrent"]
+    mapped["weight_shift_out"] = conv.shifts["output"]
+    return mapped
+
+
+__all__ = ["Converted", "to_rockpool", "map_converted", "vendor_shifts", "VENDOR_SHIFT_LIMIT"]

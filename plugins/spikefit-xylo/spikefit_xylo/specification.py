@@ -81,7 +81,7 @@ def refuse_what_does_not_fit(network: Network, target) -> None:
 def specification(network: Network, target=None) -> XyloSpec:
     """Rockpool's specification of ``network`` for Xylo Audio 2 (``target``: its TargetSpec, default
     the catalog's ``xylo-audio2``)."""
-    from .convert import to_rockpool
+    from .convert import map_converted, to_rockpool
     from .vendor_import import load, versions
 
     target = _target(target)
@@ -91,15 +91,12 @@ def specification(network: Network, target=None) -> XyloSpec:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rp.DRCWarning)
         try:
-            mapped = rp.mapper(conv.graph, weight_dtype="int", threshold_dtype="int", dash_dtype="float")
+            mapped = map_converted(conv, rp)
         except Exception as e:
             first = " ".join(str(e).split())[:200]
             raise ExportError(f"Rockpool's mapper refused the network: {type(e).__name__}: {first}") from None
     graph = mapped.pop("mapped_graph")
     arrays = {k: np.asarray(mapped[k]) for k in ARRAYS}
-    for k in ARRAYS:
-        if k.startswith("dash"):
-            arrays[k] = np.rint(arrays[k]).astype(np.int64)
     n_hidden = len(arrays["threshold"])
     pops = {}
     from rockpool.graph import GenericNeurons, find_modules_of_subclass
@@ -112,8 +109,7 @@ def specification(network: Network, target=None) -> XyloSpec:
         top = n_hidden if p["layer"] == "hidden" else len(arrays["threshold_out"])
         if any(not 0 <= i < top for i in p["ids"]):
             raise ExportError(f"Rockpool placed population {name!r} outside its {p['layer']} neurons; report it")
-    shifts = {"weight_shift_in": conv.shifts["input"], "weight_shift_rec": conv.shifts["recurrent"],
-              "weight_shift_out": conv.shifts["output"]}
+    shifts = {k: int(mapped[k]) for k in SCALARS}
     return XyloSpec(arrays, shifts, float(network.dt), pops, versions())
 
 
