@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyprojec
 	# Test-only: the libraries whose NIR files the interop tests read (norse without its torchvision dep).
 	$(PIP) install -c constraints.txt pytest snntorch==1.0.0 nirtorch
 	$(PIP) install -c constraints.txt --no-deps norse==1.1.0
+	$(PIP) install -c constraints.txt --no-deps neurobench==2.3.0
 	# Xylo Audio 2 (spikefit-xylo): Rockpool's mapper and XyloSim, without samna. xylosim 0.1.3 is a C++
 	# sdist built against this venv's pybind11; without `wheel` its build fails ("invalid command 'bdist_wheel'").
 	$(PIP) install -c constraints.txt rockpool==3.1.0 bitstruct pybind11 wheel setuptools

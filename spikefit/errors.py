@@ -43,3 +43,10 @@ class ExportError(SpikefitError):
 
 class BackendError(SpikefitError):
     """A backend is unavailable or failed while running."""
+
+
+class DoesNotFitError(TrainingError):
+    """The target cannot be met: before training (no network of this shape fits) or after it (the
+    fitted network still fails verify). The CLI exits 1, like ``verify`` for "does not fit"."""
+
+    exit_code = 1

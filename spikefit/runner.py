@@ -39,6 +39,7 @@ class RunResult:
     synops: dict[str, int]                  # connection -> synaptic operations (spike x fan-out)
     seconds: float                          # wall time of the backend's run
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # population -> (t, b, n)
+    input_counts: np.ndarray | None = field(default=None, repr=False)  # (n_in,) input spikes per channel
 
     @property
     def spikes_per_sample(self) -> dict[str, float]:
@@ -170,7 +171,8 @@ def execute(network: Network, backend, x: np.ndarray, y: np.ndarray | None = Non
         accuracy=None if y is None else float((pred == y).mean()), predictions=pred, labels=y,
         input_spikes=int(np.count_nonzero(x)),
         spikes={p.name: int(np.count_nonzero(outputs[p.name])) for p in network.populations()},
-        synops=synaptic_operations(network, x, outputs), seconds=seconds, outputs=outputs)
+        synops=synaptic_operations(network, x, outputs), seconds=seconds, outputs=outputs,
+        input_counts=(np.asarray(x) != 0).reshape(T * B, -1).sum(axis=0))
 
 
 def run(network, backend="emulator", inputs=None, labels=None, dataset: str | None = None,

@@ -133,6 +133,59 @@ class LayerSpec:
                 _positive_int(f"layers.{name}", getattr(self, name))
 
 
+ENERGY_CONSTANTS = ("synop_pj", "neuron_update_pj", "spike_pj", "static_mw", "time_step_us")
+
+
+@dataclass(frozen=True)
+class EnergySpec:
+    """Published energy and time figures of the chip (model: :mod:`spikefit.energy`). ``None``: not published."""
+
+    synop_pj: float | None = None          # energy of one synaptic operation (one spike reaching one synapse)
+    neuron_update_pj: float | None = None  # energy of updating one neuron in one time step
+    spike_pj: float | None = None          # energy of one spike message sent to one destination core
+    static_mw: float | None = None         # static (leakage / idle) power of the chip
+    time_step_us: float | None = None      # wall time of one time step (latency per step)
+    sources: tuple[str, ...] = ()          # "key: source" for every constant set, e.g. "synop_pj: Davies 2018 Table 2"
+    note: str = ""                         # what the figures include or why some are absent
+
+    def __post_init__(self):
+        for key in ENERGY_CONSTANTS:
+            val = getattr(self, key)
+            if val is None:
+                continue
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or val != val:
+                raise SpecError(f"energy.{key} must be a number; got {type(val).__name__} {val!r}")
+            if val < 0 or val == float("inf"):
+                raise SpecError(f"energy.{key} must be a finite number >= 0; got {val} (omit the key when no figure is published)")
+            object.__setattr__(self, key, float(val))
+        if not isinstance(self.sources, (list, tuple)) or not all(isinstance(s, str) for s in self.sources):
+            raise SpecError(f"energy.sources must be a list of \"key: source\" strings; got {self.sources!r}")
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if not isinstance(self.note, str):
+            raise SpecError(f"energy.note must be a string; got {type(self.note).__name__} {self.note!r}")
+        named = {}
+        for entry in self.sources:
+            key, sep, text = entry.partition(":")
+            key = key.strip()
+            if not sep or key not in ENERGY_CONSTANTS or not text.strip():
+                near = closest(key, list(ENERGY_CONSTANTS))
+                hint = f" (did you mean {near!r}?)" if near and key not in ENERGY_CONSTANTS else ""
+                raise SpecError(f"energy.sources entry {entry!r} must read \"KEY: source\" with KEY one of "
+                                f"{', '.join(ENERGY_CONSTANTS)}{hint}")
+            named[key] = text.strip()
+        for key in ENERGY_CONSTANTS:
+            if getattr(self, key) is not None and key not in named:
+                raise SpecError(f"energy.{key} has no source; add \"{key}: <paper, table or page>\" to energy.sources")
+
+    def source(self, key: str) -> str | None:
+        """The source given for constant ``key`` (None when the constant is not set)."""
+        for entry in self.sources:
+            k, _, text = entry.partition(":")
+            if k.strip() == key:
+                return text.strip()
+        return None
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """A neuromorphic chip (or any deployment target) as a set of limits."""
@@ -146,6 +199,7 @@ class TargetSpec:
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
     core: CoreSpec = field(default_factory=CoreSpec)
     layers: LayerSpec = field(default_factory=LayerSpec)
+    energy: EnergySpec = field(default_factory=EnergySpec)
     rules: tuple = ()                          # [rules.<set>] tables: ((set, ((key, value), ...)), ...)
     path: str | None = None                    # file it was loaded from
     plugin: str | None = None                  # plugin that registered it (set by the registry)
@@ -216,10 +270,11 @@ def _plain(value):
 
 # -- loading -----------------------------------------------------------------------------------
 
-_SECTIONS: dict[str, type] = {"limits": Limits, "neuron": NeuronSpec, "core": CoreSpec, "layers": LayerSpec}
+_SECTIONS: dict[str, type] = {"limits": Limits, "neuron": NeuronSpec, "core": CoreSpec, "layers": LayerSpec,
+                              "energy": EnergySpec}
 _TOP = {"name": str, "vendor": str, "description": str, "sources": list, "unverified": list}
 _RUNTIME = ("path", "plugin")  # set when loading/registering, never read from a spec
-_TYPES = {"int": int, "str": str, "bool": bool, "tuple": (list, tuple)}
+_TYPES = {"int": int, "str": str, "bool": bool, "tuple": (list, tuple), "float": (int, float)}
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 #: Every key a spec may set, dotted (``"limits.fan_in"``); ``unverified`` entries must be one of them.
@@ -321,7 +376,7 @@ def _rule_tables(value: Any, where: str = "spec") -> tuple:
 
 
 def _describe(t: str) -> str:
-    return {"int": "an integer", "str": "a string", "bool": "true or false", "tuple": "a list"}[t]
+    return {"int": "an integer", "str": "a string", "bool": "true or false", "tuple": "a list", "float": "a number"}[t]
 
 
 def _positive_int(key: str, value: Any, allow_zero: bool = False) -> None:

@@ -27,16 +27,19 @@ import numpy as np
 import torch
 
 from . import cat as C
-from . import fsc
+from . import chipfit, fsc
 from .datasets import Dataset, encode, load_dataset, predict
-from .errors import DatasetError, ModelError, TrainingError
+from .errors import DatasetError, DoesNotFitError, ModelError, TrainingError
 from .network import Network
 from .nn import SNN, count_loss
+from .placement import place
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 DEFAULT_HIDDEN = {"digits": (128,), "mnist1d": (256,)}  # one hidden layer: accurate, fast on 2 cores
 DEFAULT_STEPS = {"digits": 16, "mnist1d": 20}           # rate codes need ~16-20 steps to resolve intensities
+REPLACE_ROUNDS = 3       # a pruning round re-places and re-prunes at most this often (per-core rows converge in 1-2)
+PER_CORE = ("synapses_per_core", "axons_per_core", "fan_out", "fan_out_cores", "cores")
 
 
 @dataclass
@@ -306,11 +309,11 @@ def check_target(target, dataset: Dataset, config: FitConfig) -> None:
     """Fail early, in one line, on targets no classifier of this dataset can meet."""
     lim = target.limits
     if lim.inputs is not None and lim.inputs < dataset.n_inputs:
-        raise TrainingError(f"target {target.name!r} takes {lim.inputs} input channels but dataset "
-                            f"{dataset.name!r} has {dataset.n_inputs}; use a target with more inputs")
+        raise DoesNotFitError(f"target {target.name!r} takes {lim.inputs} input channels but dataset "
+                              f"{dataset.name!r} has {dataset.n_inputs}; use a target with more inputs")
     if lim.outputs is not None and lim.outputs < dataset.n_classes:
-        raise TrainingError(f"target {target.name!r} has {lim.outputs} outputs but dataset {dataset.name!r} "
-                            f"has {dataset.n_classes} classes; use a target with more outputs")
+        raise DoesNotFitError(f"target {target.name!r} has {lim.outputs} outputs but dataset {dataset.name!r} "
+                              f"has {dataset.n_classes} classes; use a target with more outputs")
     grid = C.weight_grid(lim.weight_bits)
     if lim.unique_weights and grid and lim.unique_weights > grid[1] - grid[0]:
         raise TrainingError(f"target {target.name!r}: unique_weights {lim.unique_weights} exceeds the "
@@ -329,7 +332,7 @@ def cat_spec(target, config: FitConfig) -> C.CatSpec:
     grid = C.weight_grid(bits)
     if M is not None and grid is not None:
         M = min(M, grid[1] - grid[0])  # a coarser deploy grid caps M (e.g. 255 values at 8 bits)
-    return C.CatSpec(M, lim.unique_weights_scope, bits, lim.weight_scaling, lim.neurons_per_core, config.cat_mode)
+    return C.CatSpec(M, lim.unique_weights_scope, bits, lim.weight_scaling, config.cat_mode)
 
 
 # -- the trainer ------------------------------------------------------------------------------------
@@ -350,8 +353,7 @@ class Trainer:
         self.steps = steps_for(self.data, self.config)
         check_target(self.target, self.data, self.config)
         self.model = self._model(model)
-        self.budget = fsc.Budget.from_target(self.target)
-        fsc.check_feasible(self.model, self.budget, self.data.n_classes, self.target.name)
+        chipfit.check_feasible(self.model, self.target)   # seconds, before any epoch
         self.spec = cat_spec(self.target, self.config)
         self._load_data()
         self.state = {"stage": 0, "epoch": 0, "entered": False, "stage_epochs": None, "global_epoch": 0,
@@ -405,19 +407,20 @@ class Trainer:
         """The stage's entry action; returns how many epochs it trains."""
         cfg = self.config
         if name == "cat":
-            C.attach_cat(self.model, self.spec)
+            core = self.spec.M is not None and self.spec.scope == "core"
+            C.attach_cat(self.model, self.spec, C.core_groups(self.model, self.target) if core else None)
         elif name.startswith("prune"):
             r = int(name[5:])
-            binding = fsc.binding(self.budget, self.model)
+            binding = chipfit.binding(self.model, self.target)
             if not binding:
                 return 0
             self._prune(r / cfg.prune_rounds, r)
-            self.state["pruned"][name] = {"binding": binding, **fsc.usage(self.model)}
+            self.state["pruned"][name] = {"binding": binding, **chipfit.usage(chipfit.report(self.model, self.target))}
         elif name == "finetune":
             C.harden(self.model)
-            if fsc.binding(self.budget, self.model):  # no rounds configured: prune once, here
+            if chipfit.binding(self.model, self.target):  # no rounds configured: prune once, here
                 self._prune(1.0, cfg.prune_rounds + 1)
-                self.state["pruned"]["finetune"] = fsc.usage(self.model)
+                self.state["pruned"]["finetune"] = chipfit.usage(chipfit.report(self.model, self.target))
                 self.state["accuracy"]["pruned"] = evaluate(self.model, self.x_test_t, self.y_test)
         return epochs
 
@@ -425,11 +428,11 @@ class Trainer:
         cfg = self.config
         if self.config.cat_mode == "soft":
             C.harden(self.model)
-        budget = fsc.interpolate(self.budget, self.model, progress)
+        lim = fsc.interpolate(self.target.limits, chipfit.usage(chipfit.report(self.model, self.target)), progress)
         neuron, synapse = fsc.fisher_scores(self.model, self.x_fisher, self.y_fisher,
                                             cfg.logit_scale / self.steps)
-        if budget.neurons is not None or budget.cores:
-            if fsc.prune_neurons(self.model, neuron, budget):
+        if lim.neurons is not None or lim.cores is not None:
+            if fsc.prune_neurons(self.model, neuron, lim, self.target):
                 neuron, synapse = fsc.fisher_scores(self.model, self.x_fisher, self.y_fisher,
                                                     cfg.logit_scale / self.steps)
         if cfg.prune_scorer == "magnitude":
@@ -437,8 +440,17 @@ class Trainer:
         elif cfg.prune_scorer == "random":
             synapse = fsc.random_scores(self.model, np.random.default_rng(epoch_seed(cfg.seed, 10_000 + round_)))
             neuron = None
-        fsc.prune_synapses(self.model, synapse, budget, neuron)
-        fsc.remove_dead_neurons(self.model, budget.neurons_per_core)
+        for _ in range(REPLACE_ROUNDS):  # pruning changes the packing: re-place until per-core rows hold
+            placement = place(self.model.to_network(), self.target, by_neurons=True)
+            fsc.prune_synapses(self.model, synapse, lim, neuron, placement)
+            fsc.remove_dead_neurons(self.model)
+            left = chipfit.binding(self.model, self.target, lim)
+            if not any(k in left for k in PER_CORE):
+                break
+            synapse = {s.name: np.where(s.mask.numpy() > 0, synapse[s.name], -np.inf) for s in self.model.synapses()
+                       if s.name in synapse}
+        if self.spec.M is not None and self.spec.scope == "core":
+            C.regroup(self.model, C.core_groups(self.model, self.target))
 
     def _exit(self, name: str) -> None:
         acc = self.state["accuracy"]
@@ -567,6 +579,7 @@ class Trainer:
         acc = self.state["accuracy"]
         acc.setdefault("cat", None)
         acc.setdefault("pruned", None)
+        C.distinct_levels(self.model)   # codebook rows hold distinct values in the deployed network
         fitted_pred = predict_model(self.model, self.x_test_t)
         acc["fitted"] = float((fitted_pred == self.y_test).mean())
         meta = {"target": self.target.name, "dataset": self.data.name, "steps": self.steps,
@@ -590,7 +603,7 @@ class Trainer:
         if not report.ok:
             bad = report.failures[0]
             where = f" at {bad.worst}" if bad.worst else ""
-            raise TrainingError(f"the fitted network does not fit target {self.target.name!r}: {bad.name} uses "
+            raise DoesNotFitError(f"the fitted network does not fit target {self.target.name!r}: {bad.name} uses "
                                 f"{bad.usage} of {bad.limit}{where}; see {self.out / 'report.md' if self.out else 'the report'}")
         return result
 
@@ -601,7 +614,7 @@ class Trainer:
         tmp = out / "model.nir.tmp"
         write_nir(result.network, tmp)
         os.replace(tmp, out / "model.nir")
-        data = report_dict(result, self.model)
+        data = report_dict(result, self.model, self.target)
         atomic_write_text(json.dumps(data, indent=2, default=_json_default) + "\n", out / "report.json")
         atomic_write_text(report_markdown(result, data), out / "report.md")
 
@@ -667,10 +680,14 @@ def network_usage(network: Network) -> dict:
             "weights_total": total, "sparsity": 1.0 - nnz / max(total, 1)}
 
 
-def report_dict(result: FitResult, model: SNN) -> dict:
+def report_dict(result: FitResult, model: SNN, target=None) -> dict:
+    from .energy import fit_energy
+
     return {"target": result.target, "dataset": result.dataset, "ok": bool(result.report.ok),
             "accuracy": result.accuracy, "agreement": result.agreement,
-            "usage": {**fsc.usage(model), **network_usage(result.network)},
+            "usage": {**chipfit.usage(result.report), **network_usage(result.network)},
+            "energy": None if target is None else fit_energy(result.network, target, result.report, result.dataset,
+                                                                 result.config.test_limit),
             "pruning": result.pruning,
             "stages": result.history, "codebooks": codebooks(model),
             "fit": result.report.to_dict(), "config": result.config.to_dict()}
@@ -695,7 +712,10 @@ def report_markdown(result: FitResult, data: dict) -> str:
     use = data["usage"]
     lines += [f"Neurons {use['neurons']}; non-zero weights {use['weights_nonzero']} of {use['weights_total']} "
               f"({100 * use['sparsity']:.1f} % zero: pruned or absent).", "",
-              "## Constraints", "", "```", result.report.table(), "```", "", "## Codebooks", ""]
+              "## Constraints", "", "```", result.report.table(), "```", ""]
+    from .energy import markdown as energy_markdown
+
+    lines += energy_markdown(data.get("energy")) + ["## Codebooks", ""]
     for name, cb in data["codebooks"].items():
         if "codebook" in cb:
             rows = cb["codebook"]

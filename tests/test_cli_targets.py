@@ -48,16 +48,19 @@ def test_show_prints_every_field_sources_and_flags():
     for key in ("neurons", "fan_out_unit", "unique_weights_scope", "models", "threshold_bits", "share_layers", "kinds"):
         assert f"\n  {key} " in out
     assert "  weight_bits           9  (unverified)\n" in out
-    assert "  fan_in                256  (unverified)\n" in out
-    assert "  fan_out               1\n" in out
+    assert "  fan_in                256\n" in out
+    assert "  fan_out               1  (unverified)\n" in out
     assert "  - Akopyan et al. 2015" in out and "plugin: spikefit.builtin" in out
 
 
 def test_show_json_round_trips():
     result = invoke("targets", "show", "loihi", "--json")
     data = json.loads(result.stdout)
-    assert data["core"]["parameter_sets"] == 8 and data["unverified"] == ["core.parameter_sets"]
+    assert data["core"]["parameter_sets"] == 8 and data["unverified"] == [
+        "core.parameter_sets", "energy.synop_pj", "energy.neuron_update_pj", "energy.spike_pj", "energy.static_mw"]
+    assert data["energy"]["synop_pj"] == 23.6
     assert TargetSpec.from_dict(data).core == plugins.get_target("loihi").core
+    assert TargetSpec.from_dict(data).energy == plugins.get_target("loihi").energy
 
 
 def test_show_unknown_target_is_one_line_exit_2():

@@ -54,6 +54,15 @@ share_layers = false
 kinds = ["dense", "conv2d", "flatten"]
 max_kernel = 5
 max_channels = 128
+
+[energy]
+synop_pj = 23.6
+neuron_update_pj = 52
+spike_pj = 1.7
+static_mw = 0.5
+time_step_us = 1000
+sources = ["synop_pj: t2", "neuron_update_pj: t2", "spike_pj: t2", "static_mw: s", "time_step_us: d"]
+note = "test figures"
 """
 
 
@@ -79,7 +88,7 @@ def test_full_spec_loads_every_key(tmp_toml):
     assert spec.sources == ("a paper", "a repository")
     assert spec.is_unverified("limits.weight_bits") and not spec.is_unverified("limits.fan_in")
     set_keys = {line.split("=")[0].strip() for line in FULL.splitlines() if "=" in line}
-    sections = {"limits", "neuron", "core", "layers"}
+    sections = {"limits", "neuron", "core", "layers", "energy"}
     assert {k.split(".")[-1] for k in SCHEMA_KEYS} == set_keys, "FULL must set every schema key"
     assert {k.split(".")[0] for k in SCHEMA_KEYS if "." in k} == sections
 

@@ -20,14 +20,14 @@ COMMANDS = [
 
 
 class SpikefitGroup(click.Group):
-    """Turns SpikefitError into one line on stderr and exit code 2."""
+    """Turns SpikefitError into one line on stderr and exit code 2 (1 for "does not fit")."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SpikefitError as e:
             click.echo(f"Error: {e}", err=True)
-            ctx.exit(2)
+            ctx.exit(getattr(e, "exit_code", 2))
 
 
 @click.group(cls=SpikefitGroup)

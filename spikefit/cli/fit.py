@@ -82,7 +82,11 @@ def fit(target_name, target_file, dataset, init, out, force, resume, seed, prese
                    err=True)
         raise SystemExit(130)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        data = result.to_dict()
+        report = out / "report.json"
+        if report.exists():  # energy and latency per inference on the target (spikefit.energy)
+            data["energy"] = json.loads(report.read_text(encoding="utf-8")).get("energy")
+        click.echo(json.dumps(data, indent=2))
         return
     click.echo((out / "report.md").read_text(encoding="utf-8").rstrip())
     click.echo(f"\nWrote {out / 'model.nir'}, {out / 'report.json'}, {out / 'report.md'}")

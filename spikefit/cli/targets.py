@@ -136,7 +136,7 @@ def describe(spec: TargetSpec) -> str:
     if spec.description:
         lines.append(f"  {spec.description}")
     lines += [f"plugin: {spec.plugin or UNCONSTRAINED}", f"file:   {spec.path or UNCONSTRAINED}"]
-    for section in ("limits", "neuron", "core", "layers"):
+    for section in ("limits", "neuron", "core", "layers", "energy"):
         lines.append(f"[{section}]")
         part = getattr(spec, section)
         for f in fields(part):
