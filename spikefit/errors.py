@@ -1,7 +1,7 @@
 """Error types. Every library error derives from :class:`SpikefitError`.
 
-The CLI prints a ``SpikefitError`` as one line and exits 2. Messages follow one format:
-what failed, the offending value, and how to fix it.
+The CLI prints a ``SpikefitError`` as one line and exits 2 (``DoesNotFitError``: 1, as for a model
+that does not fit). Messages follow one format: what failed, the offending value, and how to fix it.
 """
 from __future__ import annotations
 
@@ -35,6 +35,15 @@ class DatasetError(SpikefitError, ValueError):
 
 class TrainingError(SpikefitError):
     """The trainer cannot meet a target or cannot resume."""
+
+
+class DoesNotFitError(TrainingError):
+    """A fit that trained to the end but whose network does not fit the target. ``result`` is the
+    :class:`spikefit.trainer.FitResult` (its files are written); the CLI exits 1, as verify does."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 class ExportError(SpikefitError):
