@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..runner import CompareResult, RunResult, compare, run as run_network
 from ..model_io import load_model
+from .options import DT, SAMPLES, SEED, STEPS
 
 
 def _load_array(path: Path, what: str) -> np.ndarray:
@@ -56,14 +57,14 @@ def compare_table(cmp: CompareResult) -> str:
 @click.option("--backend", "-b", default="emulator", show_default=True,
               help="Backend: any registered one (emulator; lava with spikefit-lava).")
 @click.option("--dataset", default=None, help="Embedded dataset whose test split to run (digits, mnist1d).")
-@click.option("--samples", type=int, default=None, help="Run the first N samples (default: all).")
-@click.option("--steps", type=int, default=None, help="Time steps per sample (default: the model's, else 32).")
-@click.option("--seed", type=int, default=None, help="Seed of the rate encoding (default: the model's, else 0).")
+@click.option("--samples", type=SAMPLES, default=None, help="Run the first N samples (default: all).")
+@click.option("--steps", type=STEPS, default=None, help="Time steps per sample (default: the model's, else 32).")
+@click.option("--seed", type=SEED, default=None, help="Seed of the rate encoding (default: the model's, else 0).")
 @click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Input spikes .npy: (t, b, n), or (b, n) held for --steps steps.")
 @click.option("--labels", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Labels .npy (b,) for --inputs, to report accuracy.")
-@click.option("--dt", type=float, default=None, help="Seconds per step for a NIR model (default: detected).")
+@click.option("--dt", type=DT, default=None, help="Seconds per step for a NIR model (default: detected).")
 @click.option("--compare", "compare_with", default=None,
               help="Comma-separated backends to run on the same samples, e.g. emulator,lava.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from .options import DT
+
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--target", "-t", "target", required=True,
               help="Target chip: a registered name (see `spikefit targets`) or a .toml spec file.")
-@click.option("--dt", type=float, default=None,
+@click.option("--dt", type=DT, default=None,
               help="Seconds per step used to read the NIR file (default: from the file, else 1e-3).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(model: Path, target: str, dt: float | None, as_json: bool) -> None:
