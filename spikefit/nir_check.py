@@ -106,7 +106,8 @@ def check_nir(graph) -> None:
         raise ModelError(f"metadata['spikefit'] of the NIR graph is a {type(own).__name__}, not a dict; {_FIX} it")
     for key, what in GRAPH_META.items():
         if key in own and not _valid(key, own[key]):
-            shown = repr(_text(own[key]))[:60]
+            value = own[key]
+            shown = repr(_text(value) if _text(value) is not None else value)[:60]
             raise ModelError(f"metadata['spikefit']['{key}'] of the NIR graph is {shown}, not {what}; {_FIX} it")
 
 

@@ -432,6 +432,7 @@ def _build(name, node, kind, shapes, pred, succ, pops):
     if kind == "Input":
         return Input(name, shape)
     if kind == "Output":
+        _check_declared_output(name, node, shape)
         return Output(name, shape)
     if kind == "Flatten":
         return Flatten(name, shapes[pred[name][0]])
@@ -457,6 +458,21 @@ def _build(name, node, kind, shapes, pred, succ, pops):
     if bool(meta.get("sparse", False)):
         w = sp.csr_array(w)
     return Dense(name, w, bias, quant)
+
+
+def _check_declared_output(name, node, shape) -> None:
+    """An Output's declared size must be the size of what feeds it (NIR files carry both)."""
+    types = getattr(node, "output_type", None)
+    declared = types.get("output") if isinstance(types, dict) else None
+    if declared is None:
+        return
+    dims = _unbatch(tuple(int(v) for v in _arr(declared).reshape(-1)))
+    if not dims or min(dims) <= 0:
+        return  # no declared size (some exporters leave it open)
+    if int(np.prod(dims)) != int(np.prod(shape)):
+        raise ModelError(f"NIR Output {name!r} declares shape {dims} ({int(np.prod(dims))} values) but is fed "
+                         f"{int(np.prod(shape))} values (shape {tuple(shape)}); declare the size of the population "
+                         "that feeds it")
 
 
 def _apply_exact(out, nodes) -> None:

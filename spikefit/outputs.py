@@ -22,6 +22,12 @@ class OutputPathError(SpikefitError, ValueError):
     """An output path that cannot be written, or one another process is writing."""
 
 
+def _show(path) -> str:
+    """A path short enough for a one-line message."""
+    text = str(path)
+    return text if len(text) <= 100 else f"{text[:48]}...{text[-40:]}"
+
+
 def _name_max(folder: Path) -> int:
     try:
         return int(os.pathconf(folder, "PC_NAME_MAX"))
@@ -51,22 +57,22 @@ def check_output_path(path, option: str = "--out") -> Path:
         except NotADirectoryError:
             ancestor = ancestor.parent
         except OSError as e:
-            raise OutputPathError(f"{option} '{path}': cannot look at '{ancestor}' ({e.strerror}); choose another "
+            raise OutputPathError(f"{option} '{_show(path)}': cannot look at '{ancestor}' ({e.strerror}); choose another "
                                   "path") from None
     if not ancestor.is_dir():
-        raise OutputPathError(f"{option} '{path}' lies under '{ancestor}', which is a file, not a folder; choose a "
+        raise OutputPathError(f"{option} '{_show(path)}' lies under '{ancestor}', which is a file, not a folder; choose a "
                               "path in a folder")
     for part in missing:
         if len(os.fsencode(part)) > _name_max(ancestor):
-            raise OutputPathError(f"{option} '{path}': the name {part[:24]!r}... has {len(os.fsencode(part))} bytes, "
+            raise OutputPathError(f"{option} '{_show(path)}': the name {part[:24]!r}... has {len(os.fsencode(part))} bytes, "
                                   f"more than the {_name_max(ancestor)} a file name may have; choose a shorter name")
     if path.exists():
         target = path if path.is_dir() else path.parent
         if not os.access(target, os.W_OK | os.X_OK):
-            raise OutputPathError(f"{option} '{path}' is not writable (permission denied on '{target}'); choose a "
+            raise OutputPathError(f"{option} '{_show(path)}' is not writable (permission denied on '{target}'); choose a "
                                   "folder you can write in")
     elif not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{option} '{path}' cannot be created: '{ancestor}' is not writable (permission "
+        raise OutputPathError(f"{option} '{_show(path)}' cannot be created: '{ancestor}' is not writable (permission "
                               "denied); choose a folder you can write in")
     return path
 
@@ -87,7 +93,7 @@ def output_lock(out, option: str = "--out"):
             os.close(fd)
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            raise OutputPathError(f"{option} '{out}' is being written by another fit (pid {_holder(lock)}, lock "
+            raise OutputPathError(f"{option} '{_show(out)}' is being written by another fit (pid {_holder(lock)}, lock "
                                   f"'{lock}'); wait for it to finish or choose another {option}") from None
         try:  # the file we locked must still be the one at that path (a finishing holder unlinks it)
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:

@@ -144,12 +144,12 @@ def _input_array(inputs, in_shape, steps: int | None) -> np.ndarray:
         raise DatasetError("inputs hold NaN or infinite values; pass finite numbers")
     extra = len(in_shape) if in_shape is not None and len(in_shape) > 1 else 1
     if x.ndim == 1 + extra:      # (b, n) or (b, *shape): held for `steps` steps
-        x = x.reshape(x.shape[0], -1)
         if x.shape[0] == 0:
             raise DatasetError("inputs hold no samples (batch of 0); pass at least one sample")
+        x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
         x = np.broadcast_to(x, (steps or DEFAULT_STEPS, *x.shape))
     elif x.ndim == 2 + extra:    # (t, b, n) or (t, b, *shape)
-        x = x.reshape(x.shape[0], x.shape[1], -1)
+        x = x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise DatasetError(f"inputs of shape {x.shape} hold no samples or no steps; pass at least one of each")
         if steps is not None and steps > x.shape[0]:
