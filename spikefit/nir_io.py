@@ -171,15 +171,15 @@ def nir_to_network(graph, dt: float | None = None) -> Network:
 
 
 def _nir_to_network(graph, dt: float | None) -> Network:
-    conv = detect_convention(graph, dt)
+    from .nir_check import check_nodes
+
     nodes, edges = _flatten(graph)
     kinds = {name: type(node).__name__ for name, node in nodes.items()}
     for name, kind in kinds.items():
         if kind not in WEIGHT_TYPES + STRUCT_TYPES + NEURON_TYPES + ("Input", "Output", "LI"):
             raise ModelError(f"NIR node {name!r} has type {kind}, which spikefit cannot read; it reads {SUPPORTED}")
-    from .nir_check import check_nodes
-
-    check_nodes(nodes, kinds)
+    check_nodes(nodes, kinds)  # before any value is used, even to detect the file's convention
+    conv = detect_convention(graph, dt)
     synapse, edges = _fuse_synapses(nodes, kinds, edges)
     li_nodes = {name: nodes.pop(name) for name in synapse.values()}
     succ: dict[str, list[str]] = {n: [] for n in nodes}

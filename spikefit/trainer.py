@@ -317,12 +317,12 @@ def load_network(path) -> Network:
         model.load_state_dict(ck["model"])
         config = FitConfig.from_dict(ck["config"])
         steps = steps_for(load_dataset(ck["dataset"]), config)
+        meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
+                "seed": config.seed}
+        return model.to_network(metadata=meta)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError, SpikefitError) as e:
         raise ModelError(f"checkpoint {str(path)!r} is corrupt ({type(e).__name__}); use the model.nir of its fit "
                          "or fit again") from None
-    meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
-            "seed": config.seed}
-    return model.to_network(metadata=meta)
 
 
 def check_target(target, dataset: Dataset, config: FitConfig) -> None:

@@ -37,7 +37,8 @@ def export(model: Path, fmt: str, out: Path, target: str | None, dt: float | Non
     path = export_atomic(network, exporter, out, spec, force)
     pops = network.populations()
     report_data = {"ok": fits is not False, "path": str(path), "format": fmt, "target": spec.name if spec else None,
-                   "fits": fits, "dt": network.dt, "populations": len(pops), "neurons": sum(p.size for p in pops)}
+                   "fits": fits, "dt": network.dt, "populations": len(pops), "neurons": sum(p.size for p in pops),
+                   "exit_code": 1 if fits is False else 0}
     if as_json:
         click.echo(json.dumps(report_data, indent=2))
     else:

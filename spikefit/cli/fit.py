@@ -89,7 +89,7 @@ def fit(target_name, target_file, dataset, init, out, force, resume, seed, prese
         except DoesNotFitError as e:
             _does_not_fit(e, out, as_json)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps({**result.to_dict(), "exit_code": 0}, indent=2))
         return
     click.echo((out / "report.md").read_text(encoding="utf-8").rstrip())
     click.echo(f"\nWrote {out / 'model.nir'}, {out / 'report.json'}, {out / 'report.md'}")

@@ -15,10 +15,14 @@ from .options import DT, SAMPLES, SEED, STEPS
 
 
 def _load_array(path: Path, what: str) -> np.ndarray:
+    """A .npy array, mapped rather than read (a header that claims more than the file holds fails)."""
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{what} '{path}' is not a regular file; pass a .npy file written by numpy.save")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise DatasetError(f"{what} file '{path}' is not a .npy array ({e}); save it with numpy.save") from None
+        raise DatasetError(f"{what} file '{path}' is not a .npy array ({' '.join(str(e).split())}); save it with "
+                           "numpy.save") from None
 
 
 def result_table(res: RunResult) -> str:

@@ -26,7 +26,7 @@ def verify(model: Path, target: str, dt: float | None, as_json: bool) -> None:
     spec = get_target(target)
     report = check(load_model(model, dt=dt), spec)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({**report.to_dict(), "exit_code": 0 if report.ok else 1}, indent=2))
     else:
         click.echo(report.table())
         click.echo("")
