@@ -93,6 +93,8 @@ def read(path: Path) -> dict:
         raise CheckpointFormatError(f"holds a {type(ck).__name__}, not a dict")
     stored = ck.pop(DIGEST_KEY, None)
     if not isinstance(stored, str):
+        if ck.get("version") == 1:
+            raise CheckpointFormatError("format 1, written before checkpoints carried a checksum")
         raise CheckpointFormatError("carries no checksum")
     if digest(ck) != stored:
         raise CheckpointFormatError("fails its checksum (the file changed after it was written)")
