@@ -307,6 +307,12 @@ def list_targets() -> list[TargetSpec]:
     return sorted(registry("target").values(), key=lambda s: s.name)
 
 
+def conflict(kind: str, name: str) -> str | None:
+    """The error naming both owners when ``name`` was registered twice, else None."""
+    registry(kind)
+    return _conflicts.get(kind, {}).get(name)
+
+
 def owner_of(kind: str, name: str) -> str:
     """The plugin (or ``file:...`` origin) that registered ``name``."""
     registry(kind)
@@ -335,5 +341,5 @@ def _version() -> str:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "pm", "load_plugins", "reload_plugins", "reset_registries", "register_commands", "registry",
-           "registries", "get_target", "get_exporter", "get_backend", "list_targets", "owner_of",
+           "registries", "get_target", "get_exporter", "get_backend", "list_targets", "owner_of", "conflict",
            "plugin_info", "load_errors"]
