@@ -19,7 +19,7 @@ def _load_array(path: Path, what: str) -> np.ndarray:
     if path.exists() and not path.is_file():
         raise DatasetError(f"{what} '{path}' is not a regular file; pass a .npy file written by numpy.save")
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r")
+        return np.array(np.load(path, allow_pickle=False, mmap_mode="r"))  # a writable copy of what the file holds
     except (OSError, ValueError) as e:
         raise DatasetError(f"{what} file '{path}' is not a .npy array ({' '.join(str(e).split())}); save it with "
                            "numpy.save") from None
