@@ -83,8 +83,10 @@ def fit(target_name, target_file, dataset, init, out, force, resume, seed, prese
         try:
             result = run_fit(model, data, target, config, out=out, force=force, resume=resume, progress=not quiet)
         except FitInterrupted as e:
-            click.echo(f"Interrupted: checkpoint kept in {e.path}; continue with the same command plus --resume",
-                       err=True)
+            message = f"interrupted: checkpoint kept in {e.path}; continue with the same command plus --resume"
+            if as_json:
+                click.echo(json.dumps({"ok": False, "error": message, "exit_code": 130}))
+            click.echo(message[0].upper() + message[1:], err=True)
             raise SystemExit(130)
         except DoesNotFitError as e:
             _does_not_fit(e, out, as_json)
