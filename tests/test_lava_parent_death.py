@@ -3,6 +3,7 @@ process behind: the worker, Lava's processes and its resource tracker all end wi
 And the run shows its progress (samples done, time left) on a terminal."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -89,3 +90,37 @@ def test_progress_bar_counts_samples_and_stays_off_without_a_terminal(capsys):
         report(50, 50)
     err = capsys.readouterr().err
     assert "5/5" in err and "sample" in err
+
+
+def test_a_lava_run_on_a_terminal_shows_samples_and_time_left(tmp_path):
+    import pty
+    import threading
+
+    model = _model(tmp_path / "m.nir")
+    main, sub = pty.openpty()  # stderr is a terminal, stdout a pipe
+    shown = bytearray()
+
+    def drain():  # read while the run writes: a terminal's buffer is small
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the other side is closed
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        r = subprocess.run([str(SPIKEFIT), "run", str(model), "--backend", "lava", "--dataset", "digits",
+                            "--samples", "40", "--steps", "30", "--json"], stdout=subprocess.PIPE, stderr=sub,
+                           timeout=120)
+    finally:
+        os.close(sub)
+        reader.join(10)
+        os.close(main)
+    assert r.returncode == 0
+    text = shown.decode(errors="replace")
+    assert "lava:" in text and "/40" in text and "sample/s" in text, text[-500:]
+    assert json.loads(r.stdout)["samples"] == 40, "stdout stays clean JSON"

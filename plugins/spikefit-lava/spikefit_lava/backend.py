@@ -7,6 +7,7 @@ equal spikefit's per-sample semantics, and in ``fixed_pt`` the ``emulator`` back
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from contextlib import contextmanager
 
@@ -48,7 +49,9 @@ def _progress_bar(samples: int, steps: int, show: bool):
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=samples, desc="lava", unit="sample", file=sys.stderr, leave=False, mininterval=0)
+    size = shutil.get_terminal_size()  # a terminal that reports 0 x 0 gets 80 x 24 (tqdm would hide the bar)
+    bar = tqdm(total=samples, desc="lava", unit="sample", file=sys.stderr, leave=False, mininterval=0,
+               ncols=min(size.columns, 100), nrows=size.lines)
 
     def report(done: int, total: int) -> None:
         bar.update(min(samples, done // max(steps, 1)) - bar.n)
