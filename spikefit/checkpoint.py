@@ -104,6 +104,7 @@ def read(path: Path) -> dict:
 # -- structure ------------------------------------------------------------------------------------
 MAX_PARAMETERS = 2 ** 28  # weights of one connection (1 GiB of float32): beyond any chip's synapse count
 MAX_NEURONS = 2 ** 26     # neurons of one population
+MAX_EPOCHS = 100_000      # epochs of a stage, or steps per sample, that a resumed fit may plan
 
 
 def check_arch(arch) -> str | None:

@@ -297,6 +297,11 @@ def _checkpoint_problem(ck: dict) -> str | None:
     for key, kind in (("history", list), ("accuracy", dict), ("pruned", dict)):
         if not isinstance(st.get(key), kind):
             return f"state {key} is not a {kind.__name__}"
+    cfg = ck["config"]
+    for key in ("warmup_epochs", "cat_epochs", "prune_rounds", "prune_epochs", "finetune_epochs", "steps"):
+        value = cfg.get(key)
+        if value is not None and not (count(value) and value <= _ckpt.MAX_EPOCHS):
+            return f"config {key} {value!r} is not a count up to {_ckpt.MAX_EPOCHS}"
     return _ckpt.check_arch(ck["arch"])
 
 

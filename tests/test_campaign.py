@@ -104,6 +104,8 @@ def _resealed_fit_checkpoint(tmp_path, edit) -> Path:
     (lambda ck: ck["state"].update(stage=-5), r"state stage -5 is not a count"),
     (lambda ck: ck.update(state=[1, 2]), r"state is not a dict"),
     (lambda ck: ck["arch"]["stages"][0].update(n_out=10 ** 9), r"n_out 1000000000, outside 0\.\.67108864"),
+    (lambda ck: ck["config"].update(finetune_epochs=10 ** 9), r"config finetune_epochs 1000000000 is not a count up "
+                                                              r"to 100000"),
 ])
 def test_structurally_broken_checkpoints_are_one_line(tmp_path, edit, message):
     out = _resealed_fit_checkpoint(tmp_path, edit)
@@ -156,6 +158,16 @@ def test_deep_nesting_is_refused_and_does_not_break_other_commands(tmp_path, plu
     plugin_env(SPIKEFIT_TARGETS_PATH=str(path.parent))
     r = invoke("verify", small_model(tmp_path / "m.nir"), "--target", "loihi2")
     assert r.exit_code in (0, 1) and "Traceback" not in r.output
+
+
+def test_a_pipe_named_like_a_spec_does_not_block(tmp_path, plugin_env):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.toml")  # opening it for reading would wait for a writer forever
+    assert_one_line_error(invoke("targets", "check", folder / "pipe.toml"), r"is not a regular file")
+    plugin_env(SPIKEFIT_TARGETS_PATH=str(folder))
+    listed = invoke("targets")
+    assert listed.exit_code == 0 and "pipe.toml' is not a regular file" in listed.stderr
 
 
 @pytest.mark.parametrize("text, message", [
