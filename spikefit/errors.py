@@ -41,6 +41,8 @@ class DoesNotFitError(TrainingError):
     """A fit that trained to the end but whose network does not fit the target. ``result`` is the
     :class:`spikefit.trainer.FitResult` (its files are written); the CLI exits 1, as verify does."""
 
+    exit_code = 1  # the CLI's "does not fit", not "bad input"
+
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
