@@ -16,7 +16,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -27,15 +26,16 @@ import numpy as np
 import torch
 
 from . import cat as C
+from . import checkpoint as _ckpt
 from . import chipfit, fsc
 from .datasets import Dataset, encode, load_dataset, predict
-from .errors import DatasetError, DoesNotFitError, ModelError, TrainingError
+from .errors import DatasetError, DoesNotFitError, ModelError, SpikefitError, TrainingError
 from .network import Network
 from .nn import SNN, count_loss
 from .placement import place
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2                                 # 2: data only, with a checksum
 DEFAULT_HIDDEN = {"digits": (128,), "mnist1d": (256,)}  # one hidden layer: accurate, fast on 2 cores
 DEFAULT_STEPS = {"digits": 16, "mnist1d": 20}           # rate codes need ~16-20 steps to resolve intensities
 REPLACE_ROUNDS = 3       # a pruning round re-places and re-prunes at most this often (per-core rows converge in 1-2)
@@ -244,17 +244,9 @@ def evaluate(model: SNN, x: torch.Tensor, y: np.ndarray) -> float:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace: never a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """A checkpoint (data only, with its checksum: :mod:`spikefit.checkpoint`) to a temporary file in the
+    same folder, then os.replace: never a partial file."""
+    _ckpt.save(obj, path)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
@@ -265,19 +257,55 @@ def atomic_write_text(text: str, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by :func:`fit`; a missing or corrupt file raises TrainingError."""
+    """A checkpoint written by :func:`fit`, read as data only (no code runs) with its checksum verified;
+    a missing, corrupt or altered file raises TrainingError."""
     path = Path(path)
-    if not path.exists():
-        raise TrainingError(f"no checkpoint at {str(path)!r} to resume from; run without --resume")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated, not a torch file, ...
-        raise TrainingError(f"checkpoint {str(path)!r} is corrupt ({type(e).__name__}); delete it or run "
-                            "without --resume") from None
-    if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION or "arch" not in ck:
+        ck = _ckpt.read(path)
+    except FileNotFoundError:
+        raise TrainingError(f"no checkpoint at {str(path)!r} to resume from; run without --resume") from None
+    except _ckpt.CheckpointFormatError as e:
+        raise TrainingError(f"checkpoint {str(path)!r} is corrupt ({e}); delete it or run without --resume") from None
+    except OSError as e:
+        raise TrainingError(f"cannot read checkpoint {str(path)!r} ({e.strerror}); delete it or run without --resume") from None
+    if ck.get("version") != CHECKPOINT_VERSION or "arch" not in ck:
         raise TrainingError(f"checkpoint {str(path)!r} is corrupt (not a spikefit checkpoint); delete it or run "
                             "without --resume")
+    why = _checkpoint_problem(ck)
+    if why:
+        raise TrainingError(f"checkpoint {str(path)!r} is corrupt ({why}); delete it or run without --resume")
     return ck
+
+
+def _checkpoint_problem(ck: dict) -> str | None:
+    """Why a checkpoint's structure is unusable (wrong types, negative counters), or None."""
+    def count(v, lo=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+    for key, kind in (("config", dict), ("target", str), ("dataset", str), ("model", dict), ("state", dict)):
+        if not isinstance(ck.get(key), kind):
+            return f"{key} is not a {kind.__name__}"
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ck["model"].items()):
+        return "model is not a dict of tensors"
+    if ck.get("optimizer") is not None and not isinstance(ck["optimizer"], dict):
+        return "optimizer is not a dict"
+    if not isinstance(ck.get("torch_rng"), torch.Tensor) or ck["torch_rng"].dtype != torch.uint8:
+        return "torch_rng is not a byte tensor"
+    st = ck["state"]
+    for key in ("stage", "epoch", "global_epoch"):
+        if not count(st.get(key)):
+            return f"state {key} {st.get(key)!r} is not a count (an integer >= 0)"
+    if not isinstance(st.get("entered"), bool) or not (st.get("stage_epochs") is None or count(st["stage_epochs"])):
+        return "state entered/stage_epochs have the wrong types"
+    for key, kind in (("history", list), ("accuracy", dict), ("pruned", dict)):
+        if not isinstance(st.get(key), kind):
+            return f"state {key} is not a {kind.__name__}"
+    cfg = ck["config"]
+    for key in ("warmup_epochs", "cat_epochs", "prune_rounds", "prune_epochs", "finetune_epochs", "steps"):
+        value = cfg.get(key)
+        if value is not None and not (count(value) and value <= _ckpt.MAX_EPOCHS):
+            return f"config {key} {value!r} is not a count up to {_ckpt.MAX_EPOCHS}"
+    return _ckpt.check_arch(ck["arch"])
 
 
 def load_network(path) -> Network:
@@ -297,12 +325,12 @@ def load_network(path) -> Network:
         model.load_state_dict(ck["model"])
         config = FitConfig.from_dict(ck["config"])
         steps = steps_for(load_dataset(ck["dataset"]), config)
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
+                "seed": config.seed}
+        return model.to_network(metadata=meta)
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError, SpikefitError) as e:
         raise ModelError(f"checkpoint {str(path)!r} is corrupt ({type(e).__name__}); use the model.nir of its fit "
                          "or fit again") from None
-    meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
-            "seed": config.seed}
-    return model.to_network(metadata=meta)
 
 
 def check_target(target, dataset: Dataset, config: FitConfig) -> None:
@@ -507,7 +535,9 @@ class Trainer:
             if ck["optimizer"] is not None:
                 self.opt.load_state_dict(ck["optimizer"])
             torch.set_rng_state(ck["torch_rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            if self.state["stage"] > len(stages):
+                raise ValueError(f"stage {self.state['stage']} of a {len(stages)}-stage plan")
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
             raise TrainingError(f"checkpoint {str(self.out / CHECKPOINT)!r} is corrupt ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:120]}); delete it or run without --resume") from None
 
@@ -519,7 +549,11 @@ class Trainer:
                 if self.out is None:
                     raise TrainingError("resume needs an output directory holding a checkpoint")
                 ck = load_checkpoint(self.out / CHECKPOINT)
-                saved = FitConfig.from_dict(ck["config"])
+                try:
+                    saved = FitConfig.from_dict(ck["config"])
+                except (TypeError, ValueError, TrainingError) as e:
+                    raise TrainingError(f"checkpoint {str(self.out / CHECKPOINT)!r} is corrupt (config: {e}); delete "
+                                        "it or run without --resume") from None
                 if saved != cfg:
                     self.config = cfg = saved  # the checkpoint's config wins: a resumed fit is the same fit
                     self.steps = steps_for(self.data, cfg)
@@ -604,7 +638,8 @@ class Trainer:
             bad = report.failures[0]
             where = f" at {bad.worst}" if bad.worst else ""
             raise DoesNotFitError(f"the fitted network does not fit target {self.target.name!r}: {bad.name} uses "
-                                f"{bad.usage} of {bad.limit}{where}; see {self.out / 'report.md' if self.out else 'the report'}")
+                                  f"{bad.usage} of {bad.limit}{where}; see "
+                                  f"{self.out / 'report.md' if self.out else 'the report'}", result)
         return result
 
     def _write(self, result: FitResult) -> None:

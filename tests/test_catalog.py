@@ -132,7 +132,9 @@ def test_chips_that_share_parameters_per_core(catalog):
 
 def test_io_limited_and_non_lif_chips(catalog):
     xylo = catalog["xylo-audio2"]
-    assert (xylo.limits.inputs, xylo.limits.outputs, xylo.limits.fan_out, xylo.limits.cores) == (16, 8, 64, 1)
+    assert (xylo.limits.inputs, xylo.limits.outputs, xylo.limits.cores) == (16, 8, 1)
+    # Xylo's fan-out 64 counts recurrent synapses only: rule xylo.recurrent_fan_out, not limits.fan_out
+    assert xylo.limits.fan_out is None and xylo.rule_tables["xylo"]["max_recurrent_fan_out"] == 64
     assert xylo.neuron.reset == "subtract" and "conv2d" not in xylo.layers.kinds
     akida = catalog["akida"]
     assert akida.vendor == "BrainChip" and akida.limits.cores == 80 and akida.limits.weight_bits == 4

@@ -178,6 +178,6 @@ def test_an_impossible_chip_stops_before_training_with_exit_1(tmp_toml, tmp_path
     path = tmp_toml(PER_CORE.format(npc=4, share="true"), "tiny.toml")   # 8 neurons; 1 hidden + 10 outputs need 3 cores
     r = run("--target-file", str(path), "--dataset", "digits", "--out", str(tmp_path / "o"), "--quiet")
     assert r.exit_code == 1, r.output
-    assert ("Error: target 'duo' cannot hold this network even pruned to one neuron per hidden layer and one "
+    assert ("Does not fit: target 'duo' cannot hold this network even pruned to one neuron per hidden layer and one "
             "synapse per neuron: cores needs 3 of 2 (the packing needs 3 cores, the target has 2)") in r.output
     assert not (tmp_path / "o" / "model.nir").exists()

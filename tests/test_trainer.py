@@ -102,7 +102,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     with pytest.raises(TrainingError, match="checkpoint '.*checkpoint.pt' is corrupt .*; delete it or run without --resume"):
         fit(None, "digits", tiny_target(), FitConfig(**TINY), out=tmp_path / "out", resume=True)
     torch.save({"something": 1}, tmp_path / "out" / "checkpoint.pt")
-    with pytest.raises(TrainingError, match="is corrupt \\(not a spikefit checkpoint\\)"):
+    with pytest.raises(TrainingError, match="is corrupt \\(carries no checksum\\)"):
         fit(None, "digits", tiny_target(), FitConfig(**TINY), out=tmp_path / "out", resume=True)
 
 

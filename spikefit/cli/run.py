@@ -12,13 +12,18 @@ import numpy as np
 from ..errors import DatasetError
 from ..runner import CompareResult, RunResult, compare, run as run_network
 from ..model_io import load_model
+from .options import DT, SAMPLES, SEED, STEPS
 
 
 def _load_array(path: Path, what: str) -> np.ndarray:
+    """A .npy array, mapped rather than read (a header that claims more than the file holds fails)."""
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{what} '{path}' is not a regular file; pass a .npy file written by numpy.save")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.array(np.load(path, allow_pickle=False, mmap_mode="r"))  # a writable copy of what the file holds
     except (OSError, ValueError) as e:
-        raise DatasetError(f"{what} file '{path}' is not a .npy array ({e}); save it with numpy.save") from None
+        raise DatasetError(f"{what} file '{path}' is not a .npy array ({' '.join(str(e).split())}); save it with "
+                           "numpy.save") from None
 
 
 def result_table(res: RunResult) -> str:
@@ -64,14 +69,14 @@ def compare_table(cmp: CompareResult, energy: dict | None = None) -> str:
 @click.option("--backend", "-b", default="emulator", show_default=True,
               help="Backend: any registered one (emulator; lava with spikefit-lava).")
 @click.option("--dataset", default=None, help="Embedded dataset whose test split to run (digits, mnist1d).")
-@click.option("--samples", type=int, default=None, help="Run the first N samples (default: all).")
-@click.option("--steps", type=int, default=None, help="Time steps per sample (default: the model's, else 32).")
-@click.option("--seed", type=int, default=None, help="Seed of the rate encoding (default: the model's, else 0).")
+@click.option("--samples", type=SAMPLES, default=None, help="Run the first N samples (default: all).")
+@click.option("--steps", type=STEPS, default=None, help="Time steps per sample (default: the model's, else 32).")
+@click.option("--seed", type=SEED, default=None, help="Seed of the rate encoding (default: the model's, else 0).")
 @click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Input spikes .npy: (t, b, n), or (b, n) held for --steps steps.")
 @click.option("--labels", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Labels .npy (b,) for --inputs, to report accuracy.")
-@click.option("--dt", type=float, default=None, help="Seconds per step for a NIR model (default: detected).")
+@click.option("--dt", type=DT, default=None, help="Seconds per step for a NIR model (default: detected).")
 @click.option("--target", "-t", "target", default=None,
               help="Chip (registered name or .toml) whose [energy] constants give energy and latency per inference.")
 @click.option("--neurobench", "with_neurobench", is_flag=True,
