@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install bench clean
 
-$(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyproject.toml examples/custom_chip_plugin/pyproject.toml plugins/spikefit-xylo/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyproject.toml examples/custom_chip_plugin/pyproject.toml plugins/spikefit-xylo/pyproject.toml plugins/spikefit-speck/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
 	# Lava's dependencies at versions that work on Python 3.11, then lava-nc itself without its
@@ -33,8 +33,6 @@ $(STAMP): pyproject.toml constraints.txt Makefile plugins/spikefit-lava/pyprojec
 	$(PIP) install -c constraints.txt --no-deps sinabs==3.1.3
 	$(PIP) install -c constraints.txt -e plugins/spikefit-speck
 	touch $(STAMP)
-
-$(STAMP): plugins/spikefit-speck/pyproject.toml
 
 install: $(STAMP)
 
