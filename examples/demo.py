@@ -48,14 +48,17 @@ def main() -> None:
 
     banner("spikefit verify: where would each fitted network run?")
     names = [t.name for t in spikefit.list_targets()]
-    print(f"  {'chip':<13}" + "".join(f"{t + ' fit':<40}" for t in fits))
+    table = [["chip", *(f"{t} fit" for t in fits)]]
     for name in names:
-        cells = []
+        cells = [name]
         for result in fits.values():
             report = spikefit.verify(result.network, name)
             failed = ", ".join(r.name for r in report.failures)
             cells.append("fits" if report.ok else f"no: {failed}")
-        print(f"  {name:<13}" + "".join(f"{c:<40}" for c in cells))
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:  # columns as wide as their widest cell, two spaces apart: cells never run together
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
     banner("loihi2 fit: trained vs emulated vs Lava (360 digits test samples)")
     result = fits["loihi2"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .errors import (BackendError, DatasetError, ExportError, ModelError, PluginError, SpecError,
+from .errors import (BackendError, DatasetError, DoesNotFitError, ExportError, ModelError, PluginError, SpecError,
                      SpikefitError, TrainingError, UnknownTargetError)
 from .hookspecs import hookimpl
 from .network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d, Quantization
@@ -32,7 +32,7 @@ _LAZY = {
 }
 
 __all__ = sorted([
-    "BackendError", "DatasetError", "ExportError", "ModelError", "PluginError", "SpecError",
+    "BackendError", "DatasetError", "DoesNotFitError", "ExportError", "ModelError", "PluginError", "SpecError",
     "SpikefitError", "TrainingError", "UnknownTargetError", "hookimpl", "Conv2d", "Dense", "Flatten",
     "Input", "Network", "Neurons", "Output", "Pool2d", "Quantization", "TargetSpec", "load_target",
     "FitReport", "verify",

@@ -50,7 +50,7 @@ def _quantizer_setup(method: str, model, M: int | None, scope: str, weight_bits:
             raise TrainingError(f"method {method!r} needs M (codebook size)")
         mode = {"cat": config.cat_mode, "cat-hard": "hard", "cat-soft": "soft"}.get(method, config.cat_mode)
         if M is not None:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, mode, zero))
+            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", mode, zero))
         return mode
     if method == "uniform":
         if M is None or M < 2 or M & (M - 1):
@@ -72,7 +72,7 @@ def _quantizer_setup(method: str, model, M: int | None, scope: str, weight_bits:
 def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: int,
                config: FitConfig | None = None, *, scope: str = "layer", weight_bits: int | None = 8,
                threads: int | None = None, allocation: str | None = None, fsc_neurons: bool = True,
-               zero: bool = True) -> dict:
+               zero: bool = True, keep_network: bool = False) -> dict:
     """Train with ``method`` and return accuracy, float accuracy (after the shared warm-up) and the
     median wall time of one training step in the compression stage (``step_time``) and in the float
     warm-up (``float_step_time``).
@@ -84,7 +84,9 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
         scores are comparable across layers (loss units), "layer" for magnitude and random.
     :param fsc_neurons: FSC may remove whole hidden neurons when that costs less loss per freed
         synapse (F_i / k_i) than single synapses (F_ij); False: synapses only.
-    :param zero: CAT and k-means may set a weight to 0 (an absent synapse) besides the M values."""
+    :param zero: CAT and k-means may set a weight to 0 (an absent synapse) besides the M values.
+    :param keep_network: also return the trained network (``"network"``, with the steps, encoding and
+        seed of its test spikes in its metadata) for measurements such as energy per inference."""
     if method not in METHODS:
         raise TrainingError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if not 0.0 <= sparsity < 1.0:
@@ -149,7 +151,7 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
             run_epochs(cfg.prune_epochs, cfg.prune_lr, times)
         run_epochs(cfg.finetune_epochs, cfg.finetune_lr, times)
         if ptq:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", None, "hard", zero))
+            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", "hard", zero))
             C.harden(model)
         acc = evaluate(model, x_test, y_test)
         distinct = C.distinct_per_group(model)
@@ -161,7 +163,9 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
             "step_time": statistics.median(times) if times else None,
             "float_step_time": statistics.median(float_times) if float_times else None,
             "measured_sparsity": fsc.sparsity(model),
-            "max_distinct": max(distinct.values()) if distinct else None}
+            "max_distinct": max(distinct.values()) if distinct else None,
+            **({"network": model.to_network(metadata={"steps": T, "encoding": cfg.encoding, "seed": seed})}
+               if keep_network else {})}
 
 
 def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = "hard", steps: int = 60,
@@ -180,7 +184,7 @@ def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = 
         plain = default_model(ds, cfg)
         quant = default_model(ds, cfg)
         quant.load_state_dict(plain.state_dict())
-        C.attach_cat(quant, C.CatSpec(M, scope, weight_bits, "layer", None, mode))
+        C.attach_cat(quant, C.CatSpec(M, scope, weight_bits, "layer", mode))
         opts = {id(m): make_optimizer(m, cfg.lr) for m in (plain, quant)}
         x = torch.as_tensor(encode(ds.x_train[:cfg.batch_size * 8], T, cfg.encoding, seed=cfg.seed))
         y = torch.as_tensor(ds.y_train[:cfg.batch_size * 8])

@@ -57,25 +57,29 @@ def power_of_two_scale(max_abs: float, qmax: int, vth: float) -> float:
 
 # -- scope groups ------------------------------------------------------------------------------
 
-def scope_groups(scope: str, rows: int, positions: int = 1, neurons_per_core: int | None = None) -> np.ndarray:
-    """Codebook row of every weight row (output neuron, or output channel of a convolution with
-    ``positions`` neurons per channel). "core" packs consecutive blocks of ``neurons_per_core``
-    neurons of a layer onto one core; channels that share a core share a codebook row."""
-    if scope in ("layer", "chip") or (scope == "core" and not neurons_per_core):
+def scope_groups(scope: str, rows: int) -> np.ndarray:
+    """Codebook row of every weight row (output neuron, or output channel of a convolution) for the
+    scopes a layer decides alone; "core" groups come from the placement (:func:`core_groups`)."""
+    if scope in ("layer", "chip"):
         return np.zeros(rows, dtype=np.int64)
     if scope == "neuron":
         return np.arange(rows, dtype=np.int64)
-    if scope != "core":
-        raise TrainingError(f"unknown codebook scope {scope!r}; use one of {', '.join(N.SCOPES)}")
-    first = (np.arange(rows) * positions) // neurons_per_core          # core of a row's first neuron
-    last = ((np.arange(rows) + 1) * positions - 1) // neurons_per_core  # core of its last neuron
-    groups = np.zeros(rows, dtype=np.int64)
-    g = 0
-    for r in range(1, rows):  # rows are consecutive, so rows sharing a core form contiguous runs
-        if first[r] > last[r - 1]:
-            g += 1
-        groups[r] = g
-    return groups
+    if scope == "core":
+        raise TrainingError("core codebook groups come from the target's placement; pass core_groups to attach_cat")
+    raise TrainingError(f"unknown codebook scope {scope!r}; use one of {', '.join(N.SCOPES)}")
+
+
+def core_groups(model, target) -> tuple[dict[str, np.ndarray], int]:
+    """One codebook per core, shared by every layer the one placement puts on that core: the group of
+    every weight row of every connection (see :meth:`spikefit.placement.Placement.core_groups`)."""
+    from .placement import place
+
+    placement = place(model.to_network(), target)
+    rows = {}
+    for s in model.synapses():
+        n_rows, positions = _rows_positions(s)
+        rows[s.name] = (model.post_of(s).name, positions)
+    return placement.core_groups(rows)
 
 
 def kmeans_1d(values: list[np.ndarray], M: int, zero: bool = False) -> np.ndarray:
@@ -341,13 +345,13 @@ def quantizer_from_quantization(q: N.Quantization, w: np.ndarray, groups: np.nda
 
 @dataclass
 class CatSpec:
-    """What CAT must produce, read from a target's limits (see :meth:`from_target`)."""
+    """What CAT must produce: the trainer derives it from the target's limits (``trainer.cat_spec``: M
+    capped by the deploy grid), the benchmarks set it directly. Core groups come from the placement."""
 
     M: int | None                        # distinct non-zero values per group; None: uniform grid (QAT)
     scope: str = "layer"                 # "neuron" | "core" | "layer" | "chip"
     weight_bits: int | None = None       # signed integer precision; None: no integer grid
     weight_scaling: str = "layer"        # one scale per "layer", per "chip", or "none" (integers)
-    neurons_per_core: int | None = None  # packing rule of the "core" scope
     mode: str = "hard"                   # centroid assignment: "hard" (STE) or "soft" (annealed DKM)
     zero: bool = True                    # 0 (absent synapse) is a free extra level, not one of the M
 
@@ -360,12 +364,6 @@ class CatSpec:
             raise TrainingError(f"unique_weights M={self.M} must be at least 1")
         if self.mode not in MODES:
             raise TrainingError(f"unknown CAT mode {self.mode!r}; use one of {', '.join(MODES)}")
-
-    @classmethod
-    def from_target(cls, target, mode: str = "hard", zero: bool = True) -> "CatSpec":
-        lim = target.limits
-        return cls(lim.unique_weights, lim.unique_weights_scope, lim.weight_bits, lim.weight_scaling,
-                   lim.neurons_per_core, mode, zero)
 
     @property
     def active(self) -> bool:
@@ -381,8 +379,11 @@ def _rows_positions(syn) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def attach_cat(model, spec: CatSpec) -> None:
-    """Give every connection its CAT quantizer, initialised from its current (float) weights."""
+def attach_cat(model, spec: CatSpec, groups: tuple[dict[str, np.ndarray], int] | None = None) -> None:
+    """Give every connection its CAT quantizer, initialised from its current (float) weights.
+
+    :param groups: for the "core" scope, the codebook group of every weight row and the number of
+        groups (:func:`core_groups`): one codebook shared by all the layers on a core."""
     model.weight_scaling = spec.weight_scaling
     if not spec.active:
         return
@@ -401,22 +402,77 @@ def attach_cat(model, spec: CatSpec) -> None:
             s.quant = UniformQuantizer(spec.weight_bits, scales[s.name])
         return
     shared = None
-    if spec.scope == "chip":
-        shared = Codebook(np.zeros((1, spec.M)), max(scales.values()) if grid else None, spec.weight_bits)
+    if spec.scope in ("chip", "core"):  # one codebook module for every connection, on the coarsest grid
+        if spec.scope == "core" and groups is None:
+            raise TrainingError("the core scope needs the placement's groups: attach_cat(model, spec, core_groups(model, target))")
+        G = groups[1] if spec.scope == "core" else 1
+        shared = Codebook(np.zeros((G, spec.M)), max(scales.values()) if grid else None, spec.weight_bits)
     for s in syns:
         rows, positions = _rows_positions(s)
-        groups = scope_groups(spec.scope, rows, positions, spec.neurons_per_core)
-        cb = shared or Codebook(np.zeros((int(groups.max()) + 1, spec.M)), scales[s.name], spec.weight_bits)
-        s.quant = CodebookQuantizer(cb, groups, spec.scope, spec.mode, shared_id="chip" if shared else None,
+        g = groups[0][s.name] if spec.scope == "core" else scope_groups(spec.scope, rows)
+        cb = shared or Codebook(np.zeros((int(g.max()) + 1, spec.M)), scales[s.name], spec.weight_bits)
+        s.quant = CodebookQuantizer(cb, g, spec.scope, spec.mode, shared_id=spec.scope if shared else None,
                                     zero=spec.zero)
-    if shared is not None:  # one k-means over every connection's weights
-        vals = np.concatenate([(s.weight[s.mask.bool()]).numpy() for s in syns])
-        shared.centers.copy_(torch.as_tensor(kmeans_1d([vals], spec.M, spec.zero), dtype=torch.float32))
-        for s in syns:
-            s.quant.sigma2.fill_(max(float(vals.var()), 1e-8))
+    if shared is not None:  # one k-means per group over every connection's weights in it
+        _init_shared(syns, shared, spec.M, spec.zero)
     else:
         for s in syns:
             s.quant.init_from(s.weight, s.mask)
+
+
+def _init_shared(syns, cb: Codebook, M: int, zero: bool) -> None:
+    G = cb.centers.shape[0]
+    per = [[] for _ in range(G)]
+    for s in syns:
+        for g, v in enumerate(_grouped_values(s.weight.detach().numpy(), s.mask.numpy(), s.quant.groups.numpy(), G)):
+            per[g].append(v)
+    vals = [np.concatenate(v) for v in per]
+    cb.centers.data = torch.as_tensor(kmeans_1d(vals, M, zero), dtype=torch.float32)
+    var = torch.as_tensor([max(float(v.var()), 1e-8) if v.size else 1.0 for v in vals], dtype=torch.float32)
+    for s in syns:
+        s.quant.sigma2 = var.clone()
+
+
+@torch.no_grad()
+def regroup(model, groups: tuple[dict[str, np.ndarray], int]) -> None:
+    """After the placement changed (neurons pruned): new core groups for the shared core codebook,
+    re-initialised by k-means of the current weights of each group."""
+    syns = [s for s in model.synapses() if isinstance(s.quant, CodebookQuantizer) and s.quant.scope == "core"]
+    if not syns:
+        return
+    cb = syns[0].quant.codebook
+    cb.centers = nn.Parameter(torch.zeros(groups[1], cb.centers.shape[1]))
+    for s in syns:
+        s.quant.groups = torch.as_tensor(groups[0][s.name], dtype=torch.long)
+    _init_shared(syns, cb, syns[0].quant.M, syns[0].quant.zero)
+
+
+@torch.no_grad()
+def distinct_levels(model) -> None:
+    """Make every codebook row hold M distinct integers: a centre that rounds onto a value its row
+    already holds moves to the nearest free non-zero integer of the grid (when the grid has room)."""
+    seen_books = set()
+    for q in codebook_quantizers(model):
+        cb = q.codebook
+        if id(cb) in seen_books or cb.scale is None:
+            continue
+        seen_books.add(id(cb))
+        qmin, qmax = cb.grid
+        ints = cb.integers().detach().round().numpy().astype(np.int64)
+        for row in ints:
+            if len(set(row.tolist())) == len(row) or qmax - qmin < len(row):
+                continue
+            taken: set[int] = set()
+            for j in np.argsort(np.abs(row), kind="stable"):
+                v, d = int(row[j]), 0
+                while True:
+                    cand = [c for c in (v + d, v - d) if c != 0 and qmin <= c <= qmax and c not in taken]
+                    if cand:
+                        row[j] = cand[0]
+                        break
+                    d += 1
+                taken.add(int(row[j]))
+        cb.centers.data = torch.as_tensor(ints * cb.scale, dtype=torch.float32)
 
 
 def codebook_quantizers(model) -> list[CodebookQuantizer]:
@@ -438,6 +494,7 @@ def anneal_tau(progress: float, tau0: float, tau1: float) -> float:
 def harden(model) -> None:
     """End of CAT: hard assignment everywhere, uniform scales frozen on ``vth / 2^k``, and latent
     weights moved onto their assigned values (the deployed weights are what the model computes)."""
+    distinct_levels(model)
     for s in model.synapses():
         q = s.quant
         if isinstance(q, CodebookQuantizer):
@@ -459,9 +516,9 @@ def harden(model) -> None:
 
 
 @torch.no_grad()
-def resize_rows(model, syn, keep: np.ndarray, npc: int | None) -> None:
+def resize_rows(model, syn, keep: np.ndarray) -> None:
     """After neuron pruning removed rows of ``syn``: keep the codebook rows of the kept neurons
-    ("neuron" scope) or re-pack and re-initialise the core groups ("core" scope)."""
+    ("neuron" scope); the kept rows keep their core group until :func:`regroup` re-places them."""
     q = syn.quant
     if not isinstance(q, CodebookQuantizer):
         return
@@ -471,13 +528,7 @@ def resize_rows(model, syn, keep: np.ndarray, npc: int | None) -> None:
         q.sigma2 = q.sigma2[q.groups[keep]].clone()
         q.groups = torch.arange(len(keep))
     elif q.scope == "core":
-        rows, positions = _rows_positions(syn)
-        groups = scope_groups("core", rows, positions, npc)
-        G = int(groups.max()) + 1
-        q.codebook.centers = nn.Parameter(torch.zeros(G, q.M))
-        q.sigma2 = torch.ones(G)
-        q.groups = torch.as_tensor(groups)
-        q.init_from(syn.weight, syn.mask)
+        q.groups = q.groups[torch.as_tensor(keep)].clone()
     else:
         q.groups = torch.zeros(len(keep), dtype=torch.long)
 

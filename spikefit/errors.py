@@ -1,7 +1,7 @@
 """Error types. Every library error derives from :class:`SpikefitError`.
 
-The CLI prints a ``SpikefitError`` as one line and exits 2. Messages follow one format:
-what failed, the offending value, and how to fix it.
+The CLI prints a ``SpikefitError`` as one line and exits 2 (``DoesNotFitError``: 1, as for a model
+that does not fit). Messages follow one format: what failed, the offending value, and how to fix it.
 """
 from __future__ import annotations
 
@@ -35,6 +35,18 @@ class DatasetError(SpikefitError, ValueError):
 
 class TrainingError(SpikefitError):
     """The trainer cannot meet a target or cannot resume."""
+
+
+class DoesNotFitError(TrainingError):
+    """The target cannot be met: before training (not even the smallest network of the model's shape
+    fits; ``result`` is None) or after it (the fitted network fails verify; ``result`` is the
+    :class:`spikefit.trainer.FitResult`, its files written). The CLI exits 1, as verify does."""
+
+    exit_code = 1  # the CLI's "does not fit", not "bad input"
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 class ExportError(SpikefitError):

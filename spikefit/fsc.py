@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ import torch.nn.functional as F
 
 from .errors import TrainingError
 from .nn import SNN, Conv, Linear, Probe, Synapse, count_loss
+from .placement import Placement, count_cores
+from .spec import Limits, TargetSpec
 
 
 # -- scores ---------------------------------------------------------------------------------------
@@ -104,32 +106,12 @@ def random_scores(model: SNN, rng: np.random.Generator) -> dict[str, np.ndarray]
     return out
 
 
-# -- budgets --------------------------------------------------------------------------------------
+# -- budgets ------------------------------------------------------------------------------------
+# The budgets are the target's own ``Limits`` (or a pruning round's interpolation of them); where
+# neurons sit on cores comes from the one placement (spikefit.placement), the same one verify reads.
 
-@dataclass
-class Budget:
-    """The pruning budgets of a target (None: unconstrained)."""
-
-    neurons: int | None = None            # all populations, output included
-    cores: int | None = None              # cores, with each layer packed in blocks of neurons_per_core
-    neurons_per_core: int | None = None
-    synapses: int | None = None           # total non-zero synapses
-    synapses_per_core: int | None = None  # non-zero synapses into one core's neurons
-    axons_per_core: int | None = None     # distinct presynaptic sources of one core
-    fan_in: int | None = None             # non-zero incoming synapses per neuron
-    fan_out: int | None = None            # outgoing non-zero synapses (or destination cores) per neuron
-    fan_out_unit: str = "synapses"        # what fan_out counts: "synapses" | "cores"
-
-    @classmethod
-    def from_target(cls, target) -> "Budget":
-        lim = target.limits
-        return cls(lim.neurons, lim.cores, lim.neurons_per_core, lim.synapses, lim.synapses_per_core,
-                   lim.axons_per_core, lim.fan_in, lim.fan_out, getattr(lim, "fan_out_unit", "synapses"))
-
-    @property
-    def prunes_synapses(self) -> bool:
-        return any(v is not None for v in (self.synapses, self.synapses_per_core, self.axons_per_core,
-                                           self.fan_in, self.fan_out))
+def prunes_synapses(lim: Limits) -> bool:
+    return any(v is not None for v in (lim.synapses, lim.synapses_per_core, lim.axons_per_core, lim.fan_in, lim.fan_out))
 
 
 def synapse_counts(syn: Synapse) -> np.ndarray:
@@ -143,45 +125,6 @@ def synapse_counts(syn: Synapse) -> np.ndarray:
     cols = F.unfold(ones, (kh, kw), padding=syn.padding, stride=syn.stride)  # (1, kh*kw, L)
     per_k = cols.sum(-1).reshape(kh, kw).numpy()
     return np.broadcast_to(per_k, tuple(syn.weight.shape)).copy()
-
-
-def cores_used(model: SNN, npc: int | None) -> int:
-    if not npc:
-        return 0
-    return sum(math.ceil(p.size / npc) for p in model.populations())
-
-
-def usage(model: SNN) -> dict:
-    """Neurons, synapses and the worst per-neuron fan-in / fan-out of the model (dense rows/columns)."""
-    syns = model.synapses()
-    synapses = int(sum((synapse_counts(s) * s.mask.numpy()).sum() for s in syns))
-    fan_in = fan_out = 0
-    for pop in model.populations():
-        rows = [s.mask.numpy().reshape(s.n_out, -1) for s in model.incoming(pop) if isinstance(s, Linear)]
-        if rows:
-            fan_in = max(fan_in, int(np.concatenate(rows, 1).sum(1).max()))
-        cols = [s.mask.numpy() for s in model.outgoing(pop) if isinstance(s, Linear)]
-        if cols:
-            fan_out = max(fan_out, int(np.concatenate(cols, 0).sum(0).max()))
-    return {"neurons": sum(p.size for p in model.populations()), "synapses": synapses,
-            "fan_in": fan_in, "fan_out": fan_out}
-
-
-def check_feasible(model: SNN, budget: Budget, n_classes: int, target_name: str = "target") -> None:
-    """Stop early, with the reason, when no classifier of this shape can meet the budgets."""
-    hidden = len(model.populations()) - 1
-    need = n_classes + hidden  # every hidden layer keeps at least one neuron
-    if budget.neurons is not None and budget.neurons < need:
-        raise TrainingError(f"target {target_name!r} allows {budget.neurons} neurons but the classifier needs "
-                            f"{n_classes} output neurons plus {hidden} hidden; use a larger target or fewer classes")
-    if budget.cores and budget.neurons_per_core:
-        min_cores = math.ceil(n_classes / budget.neurons_per_core) + hidden
-        if budget.cores < min_cores:
-            raise TrainingError(f"target {target_name!r} has {budget.cores} cores but the classifier needs at least "
-                                f"{min_cores} ({n_classes} outputs on {min_cores - hidden}, one per hidden layer); use a larger target")
-    for name in ("fan_in", "synapses_per_core", "axons_per_core", "synapses"):
-        if getattr(budget, name) == 0:
-            raise TrainingError(f"target {target_name!r} allows 0 {name.replace('_', ' ')}; no network can fit")
 
 
 # -- pruning --------------------------------------------------------------------------------------
@@ -206,10 +149,11 @@ def _topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
     return keep & np.isfinite(scores)
 
 
-def prune_synapses(model: SNN, scores: dict[str, np.ndarray], budget: Budget,
-                   neuron_scores: dict[str, np.ndarray] | None = None) -> None:
-    """Zero the lowest-scoring synapses until every synapse budget holds (pruning is monotone, so
-    one pass in this order satisfies all: fan-in, fan-out, per-core, total). With ``neuron_scores``
+def prune_synapses(model: SNN, scores: dict[str, np.ndarray], lim: Limits,
+                   neuron_scores: dict[str, np.ndarray] | None = None, placement: Placement | None = None) -> None:
+    """Zero the lowest-scoring synapses until every synapse budget of ``lim`` holds (pruning is
+    monotone, so one pass in this order satisfies all: fan-in, fan-out, per-core, total). Cores are
+    those of ``placement`` (needed for per-core budgets and fan-out in cores). With ``neuron_scores``
     and dense connections, the total budget may also take whole hidden neurons (see
     :func:`prune_to_sparsity`)."""
     syns = {s.name: s for s in model.synapses()}
@@ -220,36 +164,36 @@ def prune_synapses(model: SNN, scores: dict[str, np.ndarray], budget: Budget,
 
     for pop in model.populations():
         inc = [s for s in model.incoming(pop)]
-        if budget.fan_in is not None:
+        if lim.fan_in is not None and inc:
             rows = np.concatenate([sc[s.name].reshape(s.n_out, -1) for s in inc], 1)
-            keep = _topk_rows(rows, budget.fan_in)
+            keep = _topk_rows(rows, lim.fan_in)
             o = 0
             for s in inc:  # a conv row is a channel's kernel: top-k entries bound every position's fan-in
                 k = sc[s.name][0].size
                 drop(s.name, keep[:, o:o + k].reshape(sc[s.name].shape))
                 o += k
-        if budget.fan_out is not None:
+        if lim.fan_out is not None:
             out = model.outgoing(pop)
             if any(isinstance(s, Conv) for s in out):
                 raise TrainingError(f"population {pop.name!r} feeds a convolution; fan_out pruning supports dense "
                                     "connections only")
             if out:
                 cols = np.concatenate([sc[s.name] for s in out], 0).T  # (pre, posts)
-                if budget.fan_out_unit == "cores":
-                    keep = _topk_cores(model, out, cols, budget).T
+                if lim.fan_out_unit == "cores":
+                    keep = _topk_cores(model, out, cols, lim.fan_out, _need(placement, "fan_out in cores")).T
                 else:
-                    keep = _topk_rows(cols, budget.fan_out).T
+                    keep = _topk_rows(cols, lim.fan_out).T
                 o = 0
                 for s in out:
                     drop(s.name, keep[o:o + s.n_out])
                     o += s.n_out
-        if budget.neurons_per_core and (budget.synapses_per_core or budget.axons_per_core):
-            _prune_cores(model, pop, inc, sc, budget, drop)
-    if budget.synapses is not None and neuron_scores is not None and all(isinstance(s, Linear) for s in syns.values()):
+    if lim.synapses_per_core is not None or lim.axons_per_core is not None:
+        _prune_cores(model, _need(placement, "per-core budgets"), sc, lim, drop)
+    if lim.synapses is not None and neuron_scores is not None and all(isinstance(s, Linear) for s in syns.values()):
         _set_masks(model, {k: np.isfinite(v) for k, v in sc.items()})
-        _greedy_neurons_and_synapses(model, sc, neuron_scores, budget.synapses)
+        _greedy_neurons_and_synapses(model, sc, neuron_scores, lim.synapses)
         return
-    if budget.synapses is not None:
+    if lim.synapses is not None:
         counts = {k: synapse_counts(syns[k]) for k in sc}
         flat = np.concatenate([sc[k].ravel() for k in sc])
         cnt = np.concatenate([counts[k].ravel() for k in sc])
@@ -257,7 +201,7 @@ def prune_synapses(model: SNN, scores: dict[str, np.ndarray], budget: Budget,
         alive = np.isfinite(flat[order])
         total = np.cumsum(np.where(alive, cnt[order], 0))
         keep_flat = np.zeros(flat.size, dtype=bool)
-        keep_flat[order[(total <= budget.synapses) & alive]] = True
+        keep_flat[order[(total <= lim.synapses) & alive]] = True
         o = 0
         for k in sc:
             n = sc[k].size
@@ -266,54 +210,93 @@ def prune_synapses(model: SNN, scores: dict[str, np.ndarray], budget: Budget,
     _set_masks(model, {k: np.isfinite(v) for k, v in sc.items()})
 
 
-def _topk_cores(model: SNN, out: list[Synapse], cols: np.ndarray, budget: Budget) -> np.ndarray:
-    """fan_out in cores: every presynaptic neuron keeps the synapses into its ``fan_out`` best
-    destination cores (summed score); cores are blocks of neurons_per_core neurons of each layer."""
-    npc = budget.neurons_per_core or max(s.n_out for s in out)
-    core = np.concatenate([np.arange(s.n_out) // npc + 10 ** 6 * k for k, s in enumerate(out)])
+def _need(placement: Placement | None, what: str) -> Placement:
+    if placement is None:
+        raise TrainingError(f"{what} need the network's placement on the target's cores; pass "
+                            "placement=spikefit.placement.place(model.to_network(), target)")
+    return placement
+
+
+def _topk_cores(model: SNN, out: list[Synapse], cols: np.ndarray, k: int, placement: Placement) -> np.ndarray:
+    """fan_out in cores: every presynaptic neuron keeps the synapses into its ``k`` best destination
+    cores (summed score), the cores being where the placement puts each post neuron."""
+    core = np.concatenate([placement.core_of(model.post_of(s).name) for s in out])
     ids, core = np.unique(core, return_inverse=True)
     finite = np.where(np.isfinite(cols), cols, 0.0)
     per_core = np.zeros((cols.shape[0], len(ids)))
     np.add.at(per_core.T, core, finite.T)                   # (pre, cores) summed scores
     used = np.zeros_like(per_core, dtype=bool)
     np.logical_or.at(used.T, core, np.isfinite(cols).T)
-    best = _topk_rows(np.where(used, per_core, -np.inf), budget.fan_out)  # (pre, cores)
+    best = _topk_rows(np.where(used, per_core, -np.inf), k)  # (pre, cores)
     return best[:, core] & np.isfinite(cols)
 
 
-def _prune_cores(model: SNN, pop, inc: list[Synapse], sc: dict, budget: Budget, drop) -> None:
-    """Per core (block of neurons_per_core rows of the population): keep the top synapses_per_core
+def _source_ids(model: SNN, inc: list[Synapse], placement: Placement) -> np.ndarray:
+    """The global source id of every column of a population's incoming weight rows."""
+    ids = []
+    for s in inc:
+        pre = model.pre_of(s)
+        base = placement.base.get(model.input_name if pre is None else pre.name, 0)
+        ids.append(base + np.arange(int(np.prod(s.weight.shape[1:]))))
+    return np.concatenate(ids)
+
+
+def _prune_cores(model: SNN, placement: Placement, sc: dict, lim: Limits, drop) -> None:
+    """Per core of the placement (all the layers it holds together): keep the top synapses_per_core
     synapses and the top axons_per_core presynaptic sources (by summed score)."""
-    if any(isinstance(s, Conv) for s in inc):
-        raise TrainingError(f"population {pop.name!r} is fed by a convolution; per-core pruning supports dense "
-                            "connections only")
-    npc = budget.neurons_per_core
-    rows = np.concatenate([sc[s.name] for s in inc], 1)  # (n, sources)
-    keep = np.isfinite(rows)
-    for start in range(0, rows.shape[0], npc):
-        block = rows[start:start + npc]
-        kb = keep[start:start + npc]
-        if budget.axons_per_core is not None:
-            col = np.where(np.isfinite(block), block, 0).sum(0)
-            used = np.isfinite(block).any(0)
-            if used.sum() > budget.axons_per_core:
-                ranked = np.argsort(-np.where(used, col, -np.inf), kind="stable")[:budget.axons_per_core]
-                allowed = np.zeros(block.shape[1], dtype=bool)
+    blocks: dict[int, list] = {}
+    rows, ids, keep = {}, {}, {}
+    for pop in model.populations():
+        inc = model.incoming(pop)
+        if not inc:
+            continue
+        if any(isinstance(s, Conv) for s in inc):
+            raise TrainingError(f"population {pop.name!r} is fed by a convolution; per-core pruning supports dense "
+                                "connections only")
+        rows[pop.name] = np.concatenate([sc[s.name] for s in inc], 1)   # (n, sources)
+        ids[pop.name] = _source_ids(model, inc, placement)
+        keep[pop.name] = np.isfinite(rows[pop.name])
+        b, first = placement.bounds[pop.name], placement.first[pop.name]
+        for k in range(len(b) - 1):
+            blocks.setdefault(first + k, []).append((pop.name, int(b[k]), int(b[k + 1])))
+    for core in sorted(blocks):
+        parts = blocks[core]
+        if lim.axons_per_core is not None:
+            src = np.concatenate([ids[n] for n, _, _ in parts])
+            score = np.concatenate([np.where(np.isfinite(rows[n][a:e]), rows[n][a:e], 0).sum(0) for n, a, e in parts])
+            used = np.concatenate([keep[n][a:e].any(0) for n, a, e in parts])
+            uniq, inv = np.unique(src, return_inverse=True)
+            total = np.bincount(inv, weights=score, minlength=len(uniq))
+            live = np.bincount(inv, weights=used, minlength=len(uniq)) > 0
+            if live.sum() > lim.axons_per_core:
+                ranked = np.argsort(-np.where(live, total, -np.inf), kind="stable")[:lim.axons_per_core]
+                allowed = np.zeros(len(uniq), dtype=bool)
                 allowed[ranked] = True
-                kb &= allowed[None, :]
-        if budget.synapses_per_core is not None:
-            vals = np.where(kb, block, -np.inf).ravel()
-            if np.isfinite(vals).sum() > budget.synapses_per_core:
-                top = np.argsort(-vals, kind="stable")[:budget.synapses_per_core]
+                ok = allowed[inv]
+                o = 0
+                for n, a, e in parts:
+                    w = ids[n].size
+                    keep[n][a:e] &= ok[None, o:o + w]
+                    o += w
+        if lim.synapses_per_core is not None:
+            vals = np.concatenate([np.where(keep[n][a:e], rows[n][a:e], -np.inf).ravel() for n, a, e in parts])
+            if np.isfinite(vals).sum() > lim.synapses_per_core:
+                top = np.argsort(-vals, kind="stable")[:lim.synapses_per_core]
                 k2 = np.zeros(vals.size, dtype=bool)
                 k2[top] = True
-                kb &= k2.reshape(kb.shape)
-        keep[start:start + npc] = kb
-    o = 0
-    for s in inc:
-        k = s.weight.shape[1]
-        drop(s.name, keep[:, o:o + k])
-        o += k
+                o = 0
+                for n, a, e in parts:
+                    size = (e - a) * rows[n].shape[1]
+                    keep[n][a:e] &= k2[o:o + size].reshape(e - a, -1)
+                    o += size
+    for pop in model.populations():
+        if pop.name not in keep:
+            continue
+        o = 0
+        for s in model.incoming(pop):
+            k = s.weight.shape[1]
+            drop(s.name, keep[pop.name][:, o:o + k])
+            o += k
 
 
 def prune_to_sparsity(model: SNN, scores: dict[str, np.ndarray], fraction: float, per_layer: bool = False,
@@ -417,13 +400,13 @@ def sparsity(model: SNN) -> float:
     return 1.0 - sum(s.nonzero() for s in model.synapses()) / total
 
 
-def neuron_plan(model: SNN, scores: dict[str, np.ndarray], budget: Budget) -> dict[str, np.ndarray]:
-    """Which hidden neurons to keep ({population: sorted indices}) so that the neuron and core budgets
-    hold: the globally lowest-F_i hidden neurons go first; output neurons are never removed."""
+def neuron_plan(model: SNN, scores: dict[str, np.ndarray], lim: Limits, target: TargetSpec) -> dict[str, np.ndarray]:
+    """Which hidden neurons to keep ({population: sorted indices}) so that ``lim``'s neuron and core
+    budgets hold, cores counted by the target's own packing (:func:`spikefit.placement.count_cores`):
+    the globally lowest-F_i hidden neurons go first; output neurons are never removed."""
     pops = model.populations()[:-1]
     out_pop = model.output_population()
-    limit = None if budget.neurons is None else budget.neurons - out_pop.size
-    npc = budget.neurons_per_core
+    limit = None if lim.neurons is None else lim.neurons - out_pop.size
     entries = [(float(scores[p.name][i]), p.name, i) for p in pops for i in range(p.size)]
     entries.sort(key=lambda e: -e[0])
     keep = {p.name: [] for p in pops}
@@ -433,11 +416,19 @@ def neuron_plan(model: SNN, scores: dict[str, np.ndarray], budget: Budget) -> di
         chosen = {p.name: 0 for p in pops}
         for _, name, _ in entries[:k]:
             chosen[name] += 1
-        return sum(math.ceil(max(c, 1) / npc) for c in chosen.values()) + math.ceil(out_pop.size / npc)
+        sizes = [(max(chosen[p.name], 1), p) for p in pops] + [(out_pop.size, out_pop)]
+        return count_cores(target, sizes)
 
-    if budget.cores and npc:
-        while n_keep > len(pops) and cores(n_keep) > budget.cores:
-            n_keep -= 1
+    if lim.cores is not None:
+        lo, hi = len(pops), n_keep     # the largest count that fits: cores(k) grows with k
+        if cores(hi) > lim.cores:
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if cores(mid) <= lim.cores:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            n_keep = lo
     for _, name, i in entries[:n_keep]:
         keep[name].append(i)
     for p in pops:  # every hidden layer keeps its best neuron
@@ -446,7 +437,7 @@ def neuron_plan(model: SNN, scores: dict[str, np.ndarray], budget: Budget) -> di
     return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in keep.items()}
 
 
-def remove_dead_neurons(model: SNN, neurons_per_core: int | None = None) -> int:
+def remove_dead_neurons(model: SNN) -> int:
     """Remove hidden neurons that pruning left without input (and without bias: they never spike) or
     without output (their spikes reach nothing); every hidden layer keeps at least one neuron.
     Returns how many were removed."""
@@ -463,74 +454,34 @@ def remove_dead_neurons(model: SNN, neurons_per_core: int | None = None) -> int:
                 keep = np.array([0])
             if len(keep) < p.size:
                 removed += p.size - len(keep)
-                model.remove_neurons(p.name, keep, neurons_per_core)
+                model.remove_neurons(p.name, keep)
                 changed = True
     return removed
 
 
-def prune_neurons(model: SNN, scores: dict[str, np.ndarray], budget: Budget) -> int:
+def prune_neurons(model: SNN, scores: dict[str, np.ndarray], lim: Limits, target: TargetSpec) -> int:
     """Remove hidden neurons to meet the neuron and core budgets; returns how many were removed."""
-    plan = neuron_plan(model, scores, budget)
+    plan = neuron_plan(model, scores, lim, target)
     removed = 0
     for name, keep in plan.items():
         pop = model.stage(name)
         if len(keep) < pop.size:
             removed += pop.size - len(keep)
-            model.remove_neurons(name, keep, budget.neurons_per_core)
+            model.remove_neurons(name, keep)
     return removed
 
 
-def interpolate(budget: Budget, model: SNN, progress: float) -> Budget:
-    """The budget of an intermediate pruning round: geometric interpolation between the model's
-    current usage (progress 0) and the target budget (progress 1)."""
-    use = usage(model)
-    now = {"neurons": use["neurons"], "synapses": use["synapses"], "fan_in": use["fan_in"],
-           "fan_out": use["fan_out"]}
+INTERPOLATED = ("neurons", "synapses", "fan_in", "fan_out")   # budgets a pruning round approaches gradually
 
+
+def interpolate(lim: Limits, usage: dict[str, int], progress: float) -> Limits:
+    """The limits of an intermediate pruning round: geometric interpolation between the current
+    ``usage`` (verify's rows, progress 0) and the target's limits (progress 1)."""
     def mix(key):
-        goal = getattr(budget, key)
-        if goal is None or key not in now or now[key] <= goal:
+        goal, now = getattr(lim, key), usage.get(key)
+        if goal is None or now is None or now <= goal:
             return goal
-        return int(math.floor(now[key] * (goal / now[key]) ** progress)) if progress < 1 else goal
+        return int(math.floor(now * (goal / now) ** progress)) if progress < 1 else goal
 
-    fan_out = budget.fan_out if budget.fan_out_unit == "cores" else mix("fan_out")
-    return Budget(mix("neurons"), budget.cores, budget.neurons_per_core, mix("synapses"),
-                  budget.synapses_per_core, budget.axons_per_core, mix("fan_in"), fan_out, budget.fan_out_unit)
-
-
-def _fan_out_cores(model: SNN, budget: Budget) -> int:
-    """Largest number of destination cores (per-layer blocks of neurons_per_core) of one neuron."""
-    worst = 0
-    for pop in model.populations():
-        out = [s for s in model.outgoing(pop) if isinstance(s, Linear)]
-        if not out:
-            continue
-        npc = budget.neurons_per_core or max(s.n_out for s in out)
-        cols = np.concatenate([s.mask.numpy() for s in out], 0).T > 0
-        core = np.concatenate([np.arange(s.n_out) // npc + 10 ** 6 * k for k, s in enumerate(out)])
-        _, core = np.unique(core, return_inverse=True)
-        hit = np.zeros((cols.shape[0], core.max() + 1), dtype=bool)
-        np.logical_or.at(hit.T, core, cols.T)
-        worst = max(worst, int(hit.sum(1).max()))
-    return worst
-
-
-def binding(budget: Budget, model: SNN) -> list[str]:
-    """The budgets the model currently exceeds (empty: nothing to prune)."""
-    use = usage(model)
-    keys = ("neurons", "synapses", "fan_in") + (("fan_out",) if budget.fan_out_unit == "synapses" else ())
-    out = [k for k in keys if getattr(budget, k) is not None and use[k] > getattr(budget, k)]
-    if budget.fan_out is not None and budget.fan_out_unit == "cores" and _fan_out_cores(model, budget) > budget.fan_out:
-        out.append("fan_out")
-    if budget.cores and budget.neurons_per_core and cores_used(model, budget.neurons_per_core) > budget.cores:
-        out.append("cores")
-    if budget.neurons_per_core and (budget.synapses_per_core or budget.axons_per_core):
-        for pop in model.populations():
-            inc = np.concatenate([s.mask.numpy().reshape(s.n_out, -1) for s in model.incoming(pop)], 1)
-            for start in range(0, inc.shape[0], budget.neurons_per_core):
-                blk = inc[start:start + budget.neurons_per_core]
-                if budget.synapses_per_core and blk.sum() > budget.synapses_per_core:
-                    out.append("synapses_per_core")
-                if budget.axons_per_core and blk.any(0).sum() > budget.axons_per_core:
-                    out.append("axons_per_core")
-    return sorted(set(out))
+    keys = [k for k in INTERPOLATED if not (k == "fan_out" and lim.fan_out_unit == "cores")]
+    return replace(lim, **{k: mix(k) for k in keys})

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ExportError, ModelError
-from .network import Network
+from .network import Network, check_graph
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -27,6 +27,7 @@ def load_model(path, dt: float | None = None) -> Network:
     from .trainer import load_network
 
     network = load_network(path)
+    check_graph(network)
     if dt is not None:
         network.dt = float(dt)
     return network

@@ -238,6 +238,7 @@ class Conv2d:
         if len(self.input_shape) != 3 or self.input_shape[0] != self.weight.shape[1]:
             raise ModelError(f"input_shape {self.input_shape} of conv layer {self.name!r} must be (c_in={self.weight.shape[1]}, h, w)")
         self.stride, self.padding = _pair(self.stride), _pair(self.padding)
+        _check_geometry(self.name, self.stride, self.padding, self.weight.shape[2:])
         if self.bias is not None:
             self.bias = np.asarray(self.bias, dtype=np.float64).reshape(-1)
             if not np.any(self.bias):
@@ -291,6 +292,10 @@ class Pool2d:
         self.stride = self.kernel if self.stride is None else _pair(self.stride)
         self.padding = _pair(self.padding)
         self.input_shape = _shape(self.input_shape)
+        _check_geometry(self.name, self.stride, self.padding, self.kernel)
+        if len(self.input_shape) != 3 or min(self.output_shape) <= 0:
+            raise ModelError(f"pool {self.name!r} with kernel {self.kernel} on input {self.input_shape} produces no "
+                             "output; use a (c, h, w) input at least as large as the kernel")
 
     @property
     def kind(self) -> str:
@@ -302,6 +307,12 @@ class Pool2d:
         oh = (h + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1
         ow = (w + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1
         return (c, oh, ow)
+
+
+def _check_geometry(name: str, stride, padding, kernel) -> None:
+    if min(stride) < 1 or min(padding) < 0 or min(kernel) < 1:
+        raise ModelError(f"{name!r} has stride {tuple(stride)}, padding {tuple(padding)} and kernel {tuple(kernel)}; "
+                         "strides and kernels must be at least 1 and paddings at least 0")
 
 
 Node = Union[Input, Output, Neurons, Dense, Conv2d, Flatten, Pool2d]
@@ -489,3 +500,41 @@ def _reaches(net: Network, src: str, dst: str) -> bool:
 
 def iter_nodes(net: Network, kind: type) -> Iterator:
     return (n for n in net.nodes.values() if isinstance(n, kind))
+
+
+def check_graph(net: Network, require_output: bool = True) -> None:
+    """Refuse a network that no command can use meaningfully, before any command uses it: no neuron
+    population, no Output (``require_output``), an Output whose size differs from what feeds it, or
+    weights, biases and thresholds that are not finite real numbers.
+
+    :raises ModelError: naming the node and the fix.
+    """
+    pops = net.populations()
+    if not pops:
+        raise ModelError("network has no neuron population (only Input, Output and structural nodes); spikefit fits "
+                         "and runs spiking populations: add a LIF, CubaLIF or IF node")
+    outs = net.outputs
+    if require_output and not outs:
+        raise ModelError("network has no Output node; mark the population it reports with an Output node "
+                         "(nir.Output) fed by that population")
+    for out in outs:
+        preds = net.predecessors(out.name)
+        if len(preds) != 1:
+            raise ModelError(f"Output {out.name!r} is fed by {len(preds)} nodes {preds}; feed it exactly one population")
+        src = net.nodes[preds[0]]
+        n_src = int(np.prod(src.output_shape))
+        n_out = int(np.prod(out.shape))
+        if n_src != n_out:
+            raise ModelError(f"Output {out.name!r} declares shape {out.shape} ({n_out} values) but {preds[0]!r} feeds it "
+                             f"{n_src}; declare shape ({n_src},) or feed it a population of {n_out}")
+    for node in net.nodes.values():
+        arrays = []
+        if isinstance(node, Neurons):
+            arrays = [("bias", node.bias)]
+        elif isinstance(node, (Dense, Conv2d)):
+            w = node.weight.data if sp.issparse(node.weight) else node.weight
+            arrays = [("weight", w), ("bias", node.bias)]
+        for key, a in arrays:
+            if a is not None and not np.all(np.isfinite(a)):
+                raise ModelError(f"{key} of {node.name!r} holds NaN or infinite values; every parameter must be a "
+                                 "finite number")

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ExportError, ModelError
+from .errors import ExportError, ModelError, SpikefitError
 from .network import (Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d,
-                      Quantization)
+                      Quantization, check_graph)
 
 DEFAULT_DT = 1e-3       # Network.dt's default; used when a file says nothing about its step
 SNNTORCH_DT = 1e-4      # snnTorch 1.0.0 hard-codes this step in export_to_nir
@@ -150,17 +150,36 @@ def _check_file_types(group, path: Path, where: str = "") -> None:
 
 
 def nir_to_network(graph, dt: float | None = None) -> Network:
-    """Convert a ``nir.NIRGraph`` to a :class:`Network`.
+    """Convert a ``nir.NIRGraph`` to a :class:`Network`, validated as a graph first
+    (:func:`spikefit.nir_check.check_nir`) and as a network after (:func:`spikefit.network.check_graph`).
 
     :param dt: seconds per step. ``None`` detects it (spikefit metadata, Norse 1.1.0, snnTorch 1.0.0,
         else 1e-3); a number applies NIR's equations as written with that step.
+    :raises ModelError: one line naming the node or value and the fix.
     """
-    conv = detect_convention(graph, dt)
+    from .nir_check import check_nir
+
+    check_nir(graph)
+    try:
+        net = _nir_to_network(graph, dt)
+    except SpikefitError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as e:
+        raise ModelError(f"NIR graph is malformed ({_one_line(e)}); write it again with nir.write") from None
+    check_graph(net)
+    return net
+
+
+def _nir_to_network(graph, dt: float | None) -> Network:
+    from .nir_check import check_nodes
+
     nodes, edges = _flatten(graph)
     kinds = {name: type(node).__name__ for name, node in nodes.items()}
     for name, kind in kinds.items():
         if kind not in WEIGHT_TYPES + STRUCT_TYPES + NEURON_TYPES + ("Input", "Output", "LI"):
             raise ModelError(f"NIR node {name!r} has type {kind}, which spikefit cannot read; it reads {SUPPORTED}")
+    check_nodes(nodes, kinds)  # before any value is used, even to detect the file's convention
+    conv = detect_convention(graph, dt)
     synapse, edges = _fuse_synapses(nodes, kinds, edges)
     li_nodes = {name: nodes.pop(name) for name in synapse.values()}
     succ: dict[str, list[str]] = {n: [] for n in nodes}
@@ -413,6 +432,7 @@ def _build(name, node, kind, shapes, pred, succ, pops):
     if kind == "Input":
         return Input(name, shape)
     if kind == "Output":
+        _check_declared_output(name, node, shape)
         return Output(name, shape)
     if kind == "Flatten":
         return Flatten(name, shapes[pred[name][0]])
@@ -438,6 +458,21 @@ def _build(name, node, kind, shapes, pred, succ, pops):
     if bool(meta.get("sparse", False)):
         w = sp.csr_array(w)
     return Dense(name, w, bias, quant)
+
+
+def _check_declared_output(name, node, shape) -> None:
+    """An Output's declared size must be the size of what feeds it (NIR files carry both)."""
+    types = getattr(node, "output_type", None)
+    declared = types.get("output") if isinstance(types, dict) else None
+    if declared is None:
+        return
+    dims = _unbatch(tuple(int(v) for v in _arr(declared).reshape(-1)))
+    if not dims or min(dims) <= 0:
+        return  # no declared size (some exporters leave it open)
+    if int(np.prod(dims)) != int(np.prod(shape)):
+        raise ModelError(f"NIR Output {name!r} declares shape {dims} ({int(np.prod(dims))} values) but is fed "
+                         f"{int(np.prod(shape))} values (shape {tuple(shape)}); declare the size of the population "
+                         "that feeds it")
 
 
 def _apply_exact(out, nodes) -> None:

@@ -342,7 +342,7 @@ class SNN(nn.Module):
             s.apply_mask()
 
     @torch.no_grad()
-    def remove_neurons(self, pop_name: str, keep: np.ndarray, neurons_per_core: int | None = None) -> None:
+    def remove_neurons(self, pop_name: str, keep: np.ndarray) -> None:
         """Physically remove the neurons of a hidden population not listed in ``keep``: rows of its
         incoming connections, columns of its outgoing ones, its bias, rows and columns of its
         recurrent connection. Parameters are replaced, so build a new optimizer afterwards."""
@@ -362,7 +362,7 @@ class SNN(nn.Module):
             syn.mask = syn.mask[idx][:, cols].clone()
             if syn.bias is not None:
                 syn.bias = nn.Parameter(syn.bias.data[idx].clone())
-            resize_rows(self, syn, keep, neurons_per_core)
+            resize_rows(self, syn, keep)
         for syn in self.outgoing(pop):
             if syn is pop.recurrent:
                 continue

@@ -311,14 +311,20 @@ class Placement:
 
 
 def place(network, target: TargetSpec, graph: SynapseGraph | None = None, *, count_axons: bool = False,
-          keep_pairs: bool = False) -> Placement:
+          keep_pairs: bool = False, by_neurons: bool = False) -> Placement:
     """Pack ``network``'s populations onto ``target``'s cores (the module docstring's rule).
 
     :param graph: the network's :class:`~spikefit.synapses.SynapseGraph` when the caller has one.
     :param count_axons: count distinct presynaptic sources per core even without an axon limit.
-    :param keep_pairs: keep the distinct (source, core) pairs (fan-out in cores)."""
+    :param keep_pairs: keep the distinct (source, core) pairs (fan-out in cores).
+    :param by_neurons: pack by the neuron and parameter-set limits alone, as if every core's synapses
+        and axons were within budget: the placement pruning aims for (once each of its cores is pruned
+        to synapses_per_core and axons_per_core, the full rule packs exactly these cores)."""
     graph = graph or SynapseGraph(network)
-    packer = _Packer(target, graph.n_sources, count_axons=count_axons, keep_pairs=keep_pairs)
+    packer = _Packer(target, graph.n_sources, count_axons=count_axons and not by_neurons,
+                     keep_pairs=keep_pairs and not by_neurons)
+    if by_neurons:
+        packer.apc = packer.spc = None
     first, bounds = {}, {}
     for s in graph.streams:
         f, b = packer.pack(s)

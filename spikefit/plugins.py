@@ -5,7 +5,8 @@ built-in plugins and the entry points of group ``spikefit``; ``SPIKEFIT_LOAD_PLU
 third-party plugin, ``SPIKEFIT_LOAD_PLUGINS="a,b"`` only those. ``SPIKEFIT_TARGETS_PATH`` (os.pathsep
 separated folders) adds TOML specs. A plugin that raises while loading or registering is reported by
 name in :data:`load_errors` (one line each) and skipped; the others still load. Two owners of one
-name are an error that names both.
+name are an error that names both, raised by the commands that use that name only: the name is
+withdrawn from its registry, every other name still works, and listings warn about it.
 
 Registries are filled lazily, one kind at a time, so that listing targets never imports the
 exporters' or backends' modules.
@@ -48,6 +49,7 @@ _load_time_errors: list[str] = []              # errors found while loading entr
 _kind_errors: dict[str, list[str]] = {}        # kind (or "command") -> errors of its last registration round
 _registries: dict[str, dict[str, Any]] = {}    # kind -> name -> object
 _owners: dict[str, dict[str, str]] = {}        # kind -> name -> plugin name (or spec file origin)
+_conflicts: dict[str, dict[str, str]] = {}     # kind -> name registered twice -> the error naming both owners
 
 
 def load_plugins() -> None:
@@ -116,6 +118,7 @@ def reset_registries() -> None:
     """Forget what hooks registered, so the next lookup calls them again (tests, new plugins)."""
     _registries.clear()
     _owners.clear()
+    _conflicts.clear()
     _kind_errors.clear()
     _sync_errors()
 
@@ -164,7 +167,7 @@ def register_commands(cli) -> None:
 
 # -- registries ----------------------------------------------------------------------------------
 
-def _collect(kind: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+def _collect(kind: str, conflicts: dict[str, str]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """Call the hook of ``kind`` on every plugin separately, so that one failing plugin is named and
     skipped while the others still register."""
     hook_name, method = KINDS[kind]
@@ -187,7 +190,7 @@ def _collect(kind: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
             errors.append(f"plugin {owner!r} {e}; its {kind}s were skipped")
             continue
         for name, obj in zip(names, got):
-            _add(kind, items, owners, name, obj, owner)
+            _add(kind, items, owners, name, obj, owner, conflicts)
     return items, owners, errors
 
 
@@ -203,14 +206,21 @@ def _check(kind: str, method: str | None, obj: Any) -> str:
     return name
 
 
-def _add(kind: str, items: dict, owners: dict, name: str, obj: Any, owner: str) -> None:
+def _add(kind: str, items: dict, owners: dict, name: str, obj: Any, owner: str, conflicts: dict[str, str]) -> None:
+    """Register ``name``; a second owner withdraws the name and records the error naming both."""
+    if name in conflicts:
+        return
     if name in items:
         first = owners[name]
         if first == owner:
-            raise PluginError(f"duplicate {kind} name {name!r}: {_describe_owner(owner)} registered it twice; "
-                              f"register each {kind} once")
-        raise PluginError(f"duplicate {kind} name {name!r}: registered by {_describe_owner(first)} and by "
-                          f"{_describe_owner(owner)}; rename one of them or uninstall one plugin")
+            msg = (f"duplicate {kind} name {name!r}: {_describe_owner(owner)} registered it twice; "
+                   f"register each {kind} once")
+        else:
+            msg = (f"duplicate {kind} name {name!r}: registered by {_describe_owner(first)} and by "
+                   f"{_describe_owner(owner)}; rename one of them or uninstall one plugin")
+        conflicts[name] = msg
+        del items[name]
+        return
     items[name] = obj
     owners[name] = owner
 
@@ -219,7 +229,7 @@ def _describe_owner(owner: str) -> str:
     return owner[len("file:"):] if owner.startswith("file:") else f"plugin {owner!r}"
 
 
-def _spec_files(items: dict, owners: dict, errors: list[str]) -> None:
+def _spec_files(items: dict, owners: dict, errors: list[str], conflicts: dict[str, str]) -> None:
     """Add the TOML specs found in the folders of ``SPIKEFIT_TARGETS_PATH``."""
     for folder in filter(None, os.environ.get("SPIKEFIT_TARGETS_PATH", "").split(os.pathsep)):
         if not Path(folder).is_dir():
@@ -231,18 +241,21 @@ def _spec_files(items: dict, owners: dict, errors: list[str]) -> None:
             except SpikefitError as e:
                 errors.append(f"skipped target file (SPIKEFIT_TARGETS_PATH): {e}")
                 continue
-            _add("target", items, owners, spec.name, spec, f"file:{str(path)!r} (SPIKEFIT_TARGETS_PATH)")
+            _add("target", items, owners, spec.name, spec, f"file:{str(path)!r} (SPIKEFIT_TARGETS_PATH)", conflicts)
 
 
 def registry(kind: str) -> dict[str, Any]:
     """Name -> object for one kind ("target", "exporter", "backend", "rule_set", "vendor_check"), filled on first use."""
     load_plugins()
     if kind not in _registries:
-        items, owners, errors = _collect(kind)
+        conflicts: dict[str, str] = {}
+        items, owners, errors = _collect(kind, conflicts)
         if kind == "target":
-            _spec_files(items, owners, errors)
+            _spec_files(items, owners, errors, conflicts)
             items = {n: replace(s, plugin=_plugin_label(owners[n])) for n, s in items.items()}
+        errors += [f"{msg} (commands that name {name!r} fail until then)" for name, msg in conflicts.items()]
         _registries[kind], _owners[kind], _kind_errors[kind] = items, owners, errors
+        _conflicts[kind] = conflicts
         _sync_errors()
     return _registries[kind]
 
@@ -260,6 +273,8 @@ def _lookup(kind: str, name: str) -> Any:
     reg = registry(kind)
     if name in reg:
         return reg[name]
+    if name in _conflicts.get(kind, {}):
+        raise PluginError(_conflicts[kind][name])
     known = sorted(reg)
     near = closest(name, known)
     hint = f"; did you mean {near!r}?" if near else "."
@@ -296,6 +311,12 @@ def list_targets() -> list[TargetSpec]:
     return sorted(registry("target").values(), key=lambda s: s.name)
 
 
+def conflict(kind: str, name: str) -> str | None:
+    """The error naming both owners when ``name`` was registered twice, else None."""
+    registry(kind)
+    return _conflicts.get(kind, {}).get(name)
+
+
 def owner_of(kind: str, name: str) -> str:
     """The plugin (or ``file:...`` origin) that registered ``name``."""
     registry(kind)
@@ -324,5 +345,5 @@ def _version() -> str:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "pm", "load_plugins", "reload_plugins", "reset_registries", "register_commands", "registry",
-           "registries", "get_target", "get_exporter", "get_backend", "list_targets", "owner_of",
+           "registries", "get_target", "get_exporter", "get_backend", "list_targets", "owner_of", "conflict",
            "plugin_info", "load_errors"]

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .datasets import encoded_split, load_dataset, predict
-from .errors import BackendError, DatasetError
+from .bounds import SEED_MAX, STEPS_MAX, check_memory
+from .errors import BackendError, DatasetError, SpikefitError
 from .fixedpoint import connection_matrix, output_population
 from .network import Network
 
@@ -39,6 +40,7 @@ class RunResult:
     synops: dict[str, int]                  # connection -> synaptic operations (spike x fan-out)
     seconds: float                          # wall time of the backend's run
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # population -> (t, b, n)
+    input_counts: np.ndarray | None = field(default=None, repr=False)  # (n_in,) input spikes per channel
 
     @property
     def spikes_per_sample(self) -> dict[str, float]:
@@ -90,30 +92,33 @@ def prepare_inputs(network: Network, inputs=None, labels=None, dataset: str | No
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Input spikes (t, b, n) and labels (b,) or None, from ``inputs`` or a dataset's test split.
 
-    ``inputs`` is (t, b, n), or (b, n) held for ``steps`` steps; ``samples`` keeps the first ones.
+    ``inputs`` is (t, b, n) or (t, b, *input shape), or (b, n) or (b, *input shape) (e.g. (b, C, H, W)
+    for a conv model) held for ``steps`` steps; ``samples`` keeps the first ones. Labels are integers
+    in 0..classes-1. Sizes are checked against the memory available before anything is allocated.
     """
     n_in = network.inputs[0].size if len(network.inputs) == 1 else None
-    if samples is not None and samples < 1:
-        raise DatasetError(f"samples {samples} must be at least 1")
-    steps = steps if steps is not None else network.metadata.get("steps")
+    in_shape = network.inputs[0].shape if len(network.inputs) == 1 else None
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1):
+        raise DatasetError(f"samples {samples!r} must be an integer of at least 1")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise DatasetError(f"steps {steps!r} must be an integer of at least 1")
+    meta_steps = network.metadata.get("steps")
+    if steps is None and meta_steps is not None:
+        if isinstance(meta_steps, bool) or not isinstance(meta_steps, int) or not 1 <= meta_steps <= STEPS_MAX:
+            raise DatasetError(f"the model's metadata gives steps {meta_steps!r}, not an integer in 1..{STEPS_MAX}; "
+                               "pass --steps")
+        steps = meta_steps
     if inputs is not None:
-        x = np.asarray(inputs)
-        if x.ndim == 2:
-            x = np.broadcast_to(x, (steps or DEFAULT_STEPS, *x.shape))
-        elif x.ndim == 3:
-            if steps is not None and steps > x.shape[0]:
-                raise DatasetError(f"steps {steps} exceed the {x.shape[0]} steps of the inputs; pass fewer steps")
-            x = x[:steps] if steps is not None else x
-        else:
-            raise DatasetError(f"inputs must be (t, b, n) spikes or (b, n) values, got shape {x.shape}")
+        x = _input_array(inputs, in_shape, steps)
         if n_in is not None and x.shape[2] != n_in:
             raise DatasetError(f"model input size {n_in} does not match the inputs ({x.shape[2]} channels); "
                                f"pass inputs with {n_in} channels per step")
-        y = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
+        y = None if labels is None else _labels(labels, network)
         if y is not None and y.size != x.shape[1]:
             raise DatasetError(f"{y.size} labels for {x.shape[1]} input samples; pass one label per sample")
         if samples is not None:
             x, y = x[:, :samples], None if y is None else y[:samples]
+        _check_run_memory(network, x.shape[0], x.shape[1])
         return np.ascontiguousarray(x, dtype=np.float32), y
     if dataset is None:
         raise DatasetError("no inputs: pass a dataset name (e.g. 'digits') or input spikes")
@@ -122,9 +127,63 @@ def prepare_inputs(network: Network, inputs=None, labels=None, dataset: str | No
         raise DatasetError(f"model input size {n_in} does not match dataset {dataset!r} ({ds.n_inputs} features); "
                            f"use a model trained on {dataset!r} or pass inputs with {n_in} channels")
     encoding = network.metadata.get("encoding", "rate")
-    seed = seed if seed is not None else int(network.metadata.get("seed", 0))
-    x, y = encoded_split(dataset, "test", steps or DEFAULT_STEPS, encoding, seed, limit=samples)
+    seed = seed if seed is not None else network.metadata.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        raise DatasetError(f"seed {seed!r} must be an integer in 0..{SEED_MAX}")
+    steps = steps or DEFAULT_STEPS
+    _check_run_memory(network, steps, min(samples or len(ds.x_test), len(ds.x_test)))
+    x, y = encoded_split(dataset, "test", steps, encoding, int(seed), limit=samples)
     return x, y
+
+
+def _input_array(inputs, in_shape, steps: int | None) -> np.ndarray:
+    """``inputs`` as (t, b, n): numeric, real, finite, at least one sample and one step."""
+    x = np.asarray(inputs)
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"inputs hold {x.dtype} values; pass a numeric (0/1 or real) array")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise DatasetError("inputs hold NaN or infinite values; pass finite numbers")
+    extra = len(in_shape) if in_shape is not None and len(in_shape) > 1 else 1
+    if x.ndim == 1 + extra:      # (b, n) or (b, *shape): held for `steps` steps
+        if x.shape[0] == 0:
+            raise DatasetError("inputs hold no samples (batch of 0); pass at least one sample")
+        x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+        x = np.broadcast_to(x, (steps or DEFAULT_STEPS, *x.shape))
+    elif x.ndim == 2 + extra:    # (t, b, n) or (t, b, *shape)
+        x = x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise DatasetError(f"inputs of shape {x.shape} hold no samples or no steps; pass at least one of each")
+        if steps is not None and steps > x.shape[0]:
+            raise DatasetError(f"steps {steps} exceed the {x.shape[0]} steps of the inputs; pass fewer steps")
+        x = x[:steps] if steps is not None else x
+    else:
+        shape = "n" if extra == 1 else ", ".join(map(str, in_shape))
+        raise DatasetError(f"inputs must be (t, b, {shape}) spikes or (b, {shape}) values, got shape {x.shape}")
+    return x
+
+
+def _labels(labels, network: Network) -> np.ndarray:
+    """Integer class labels in 0..classes-1 (classes: the output population's size)."""
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iu":
+        raise DatasetError(f"labels hold {y.dtype} values; pass integer class labels (numpy int array)")
+    y = y.reshape(-1).astype(np.int64)
+    try:
+        classes = network.nodes[output_population(network)].size
+    except SpikefitError:
+        classes = None
+    if y.size and (y.min() < 0 or (classes is not None and y.max() >= classes)):
+        top = "" if classes is None else f"..{classes - 1}"
+        raise DatasetError(f"labels range over {int(y.min())}..{int(y.max())}, outside the model's classes 0{top}; "
+                           "pass one class index per sample")
+    return y
+
+
+def _check_run_memory(network: Network, steps: int, samples: int) -> None:
+    """Inputs and every population's spikes, (t, b, n) each, in a few copies, must fit in memory."""
+    neurons = sum(p.size for p in network.populations()) + sum(i.size for i in network.inputs)
+    check_memory(4 * 3 * float(steps) * samples * neurons, f"a run of {samples} samples x {steps} steps",
+                 "pass fewer --samples or --steps")
 
 
 def synaptic_operations(network: Network, x: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, int]:
@@ -170,7 +229,8 @@ def execute(network: Network, backend, x: np.ndarray, y: np.ndarray | None = Non
         accuracy=None if y is None else float((pred == y).mean()), predictions=pred, labels=y,
         input_spikes=int(np.count_nonzero(x)),
         spikes={p.name: int(np.count_nonzero(outputs[p.name])) for p in network.populations()},
-        synops=synaptic_operations(network, x, outputs), seconds=seconds, outputs=outputs)
+        synops=synaptic_operations(network, x, outputs), seconds=seconds, outputs=outputs,
+        input_counts=(np.asarray(x) != 0).reshape(T * B, -1).sum(axis=0))
 
 
 def run(network, backend="emulator", inputs=None, labels=None, dataset: str | None = None,

@@ -7,13 +7,15 @@ the offending key and value and say how to fix it.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 import tomllib
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import bounds
 from .errors import SpecError
 from .network import SCOPES
 
@@ -133,6 +135,59 @@ class LayerSpec:
                 _positive_int(f"layers.{name}", getattr(self, name))
 
 
+ENERGY_CONSTANTS = ("synop_pj", "neuron_update_pj", "spike_pj", "static_mw", "time_step_us")
+
+
+@dataclass(frozen=True)
+class EnergySpec:
+    """Published energy and time figures of the chip (model: :mod:`spikefit.energy`). ``None``: not published."""
+
+    synop_pj: float | None = None          # energy of one synaptic operation (one spike reaching one synapse)
+    neuron_update_pj: float | None = None  # energy of updating one neuron in one time step
+    spike_pj: float | None = None          # energy of one spike message sent to one destination core
+    static_mw: float | None = None         # static (leakage / idle) power of the chip
+    time_step_us: float | None = None      # wall time of one time step (latency per step)
+    sources: tuple[str, ...] = ()          # "key: source" for every constant set, e.g. "synop_pj: Davies 2018 Table 2"
+    note: str = ""                         # what the figures include or why some are absent
+
+    def __post_init__(self):
+        for key in ENERGY_CONSTANTS:
+            val = getattr(self, key)
+            if val is None:
+                continue
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or val != val:
+                raise SpecError(f"energy.{key} must be a number; got {type(val).__name__} {val!r}")
+            if val < 0 or val == float("inf"):
+                raise SpecError(f"energy.{key} must be a finite number >= 0; got {val} (omit the key when no figure is published)")
+            object.__setattr__(self, key, float(val))
+        if not isinstance(self.sources, (list, tuple)) or not all(isinstance(s, str) for s in self.sources):
+            raise SpecError(f"energy.sources must be a list of \"key: source\" strings; got {self.sources!r}")
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if not isinstance(self.note, str):
+            raise SpecError(f"energy.note must be a string; got {type(self.note).__name__} {self.note!r}")
+        named = {}
+        for entry in self.sources:
+            key, sep, text = entry.partition(":")
+            key = key.strip()
+            if not sep or key not in ENERGY_CONSTANTS or not text.strip():
+                near = closest(key, list(ENERGY_CONSTANTS))
+                hint = f" (did you mean {near!r}?)" if near and key not in ENERGY_CONSTANTS else ""
+                raise SpecError(f"energy.sources entry {entry!r} must read \"KEY: source\" with KEY one of "
+                                f"{', '.join(ENERGY_CONSTANTS)}{hint}")
+            named[key] = text.strip()
+        for key in ENERGY_CONSTANTS:
+            if getattr(self, key) is not None and key not in named:
+                raise SpecError(f"energy.{key} has no source; add \"{key}: <paper, table or page>\" to energy.sources")
+
+    def source(self, key: str) -> str | None:
+        """The source given for constant ``key`` (None when the constant is not set)."""
+        for entry in self.sources:
+            k, _, text = entry.partition(":")
+            if k.strip() == key:
+                return text.strip()
+        return None
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """A neuromorphic chip (or any deployment target) as a set of limits."""
@@ -146,6 +201,7 @@ class TargetSpec:
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
     core: CoreSpec = field(default_factory=CoreSpec)
     layers: LayerSpec = field(default_factory=LayerSpec)
+    energy: EnergySpec = field(default_factory=EnergySpec)
     rules: tuple = ()                          # [rules.<set>] tables: ((set, ((key, value), ...)), ...)
     path: str | None = None                    # file it was loaded from
     plugin: str | None = None                  # plugin that registered it (set by the registry)
@@ -216,10 +272,14 @@ def _plain(value):
 
 # -- loading -----------------------------------------------------------------------------------
 
-_SECTIONS: dict[str, type] = {"limits": Limits, "neuron": NeuronSpec, "core": CoreSpec, "layers": LayerSpec}
+#: Every section a spec may hold, in one place: the dataclass that validates it, or None for a
+#: free-form table read by another part ([rules.NAME]: a rule set's parameters, spikefit.rules).
+SECTIONS: dict[str, type | None] = {"limits": Limits, "neuron": NeuronSpec, "core": CoreSpec, "layers": LayerSpec,
+                                    "energy": EnergySpec, "rules": None}
+_SECTIONS: dict[str, type] = {k: v for k, v in SECTIONS.items() if v is not None}
 _TOP = {"name": str, "vendor": str, "description": str, "sources": list, "unverified": list}
 _RUNTIME = ("path", "plugin")  # set when loading/registering, never read from a spec
-_TYPES = {"int": int, "str": str, "bool": bool, "tuple": (list, tuple)}
+_TYPES = {"int": int, "str": str, "bool": bool, "tuple": (list, tuple), "float": (int, float)}
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 #: Every key a spec may set, dotted (``"limits.fan_in"``); ``unverified`` entries must be one of them.
@@ -232,23 +292,54 @@ def load_target(path: str | Path) -> TargetSpec:
     :raises SpecError: malformed TOML (with its line), missing or mistyped keys, bad values.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"target spec {str(path)!r} does not exist; check the path") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"cannot read target spec {str(path)!r}: {e}") from None
+    text = _read_text(path)
+    depth = bounds.nesting_depth(text)
+    if depth > bounds.SPEC_MAX_DEPTH:
+        raise SpecError(f"{path}: tables and arrays nest {depth} deep, more than the {bounds.SPEC_MAX_DEPTH} a spec "
+                        "may; flatten the file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: malformed TOML: {e}; fix the syntax at that line") from None
+    except RecursionError:
+        raise SpecError(f"{path}: nests too deep to read; flatten the file") from None
     spec = _build(data, str(path))
     return spec
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, read only when it is a regular file of at most SPEC_MAX_BYTES."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SpecError(f"target spec {str(path)!r} does not exist; check the path") from None
+    except OSError as e:
+        raise SpecError(f"cannot read target spec {str(path)!r}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError(f"target spec {str(path)!r} is not a regular file; pass a .toml file")
+    if st.st_size > bounds.SPEC_MAX_BYTES:
+        raise SpecError(f"target spec {str(path)!r} has {st.st_size} bytes, more than the {bounds.SPEC_MAX_BYTES} "
+                        "(1 MiB) a spec may have; is it the right file?")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(bounds.SPEC_MAX_BYTES + 1)
+    except OSError as e:
+        raise SpecError(f"cannot read target spec {str(path)!r}: {e.strerror}") from None
+    if len(raw) > bounds.SPEC_MAX_BYTES:  # grew while we looked
+        raise SpecError(f"target spec {str(path)!r} has more than {bounds.SPEC_MAX_BYTES} bytes; is it the right file?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"cannot read target spec {str(path)!r}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 
 def _build(data: dict[str, Any], where: str) -> TargetSpec:
     if "name" not in data:
         raise SpecError(f"{where}: missing required key 'name'; add e.g. name = \"mychip\" at the top")
+    depth = bounds.data_depth(data)
+    if depth > bounds.SPEC_MAX_DEPTH:
+        raise SpecError(f"{where}: tables and arrays nest {depth} deep, more than the {bounds.SPEC_MAX_DEPTH} a spec "
+                        "may; flatten it")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key == "rules":
@@ -263,9 +354,11 @@ def _build(data: dict[str, Any], where: str) -> TargetSpec:
                 raise SpecError(f"{where}: {key} must be {expected}; got {type(value).__name__} {value!r}")
             kwargs[key] = value
         else:
-            near = closest(key, [*_TOP, *_SECTIONS, "rules"])
-            hint = f" (did you mean {near!r}?)" if near else ""
-            warnings.warn(f"{where}: unknown key {key!r} ignored{hint}", stacklevel=3)
+            near = closest(key, [*_TOP, *SECTIONS])
+            hint = f"did you mean {near!r}? " if near else ""
+            what = "section" if isinstance(value, dict) else "key"
+            raise SpecError(f"{where}: unknown {what} {key!r}; {hint}known: {', '.join([*_TOP, *SECTIONS])} "
+                            "(docs/targets.md)")
     try:
         spec = TargetSpec(**kwargs, path=where if where != "<dict>" else None)
     except SpecError as e:
@@ -287,9 +380,9 @@ def _section(cls: type, section: str, table: dict, where: str):
     for key, value in table.items():
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            warnings.warn(f"{where}: unknown key {section}.{key!r} ignored{hint}", stacklevel=4)
-            continue
+            hint = f"did you mean {section}.{close[0]}? " if close else ""
+            raise SpecError(f"{where}: unknown key {section}.{key}; {hint}[{section}] takes {', '.join(known)} "
+                            "(docs/targets.md)")
         expected = known[key].type.split(" |")[0].split("[")[0]
         py = _TYPES.get(expected)
         ok = py is not None and isinstance(value, py) and not (py is int and isinstance(value, bool))
@@ -313,20 +406,31 @@ def _rule_tables(value: Any, where: str = "spec") -> tuple:
     for name, table in value.items():
         if not isinstance(table, dict):
             raise SpecError(f"{where}: rules.{name} must be a table ([rules.{name}]); got {type(table).__name__} {table!r}")
+        items = []
         for k, v in table.items():
-            if isinstance(v, (dict, list)):
-                raise SpecError(f"{where}: rules.{name}.{k} must be a number, string or boolean; got {type(v).__name__}")
-        out.append((name, tuple(sorted(table.items()))))
+            if isinstance(v, (list, tuple)) and not any(isinstance(x, (dict, list, tuple)) for x in v):
+                v = tuple(v)   # a list of scalars (e.g. one value per core), kept hashable
+            elif isinstance(v, (dict, list, tuple)):
+                raise SpecError(f"{where}: rules.{name}.{k} must be a number, string, boolean or a list of them; "
+                                f"got {type(v).__name__}")
+            items.append((k, v))
+        out.append((name, tuple(sorted(items))))
     return tuple(sorted(out))
 
 
 def _describe(t: str) -> str:
-    return {"int": "an integer", "str": "a string", "bool": "true or false", "tuple": "a list"}[t]
+    return {"int": "an integer", "str": "a string", "bool": "true or false", "tuple": "a list", "float": "a number"}[t]
 
 
 def _positive_int(key: str, value: Any, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{key} must be an integer; got {type(value).__name__} {value!r}")
+    if key.endswith("_bits") and not bounds.BITS_MIN <= value <= bounds.BITS_MAX:
+        raise SpecError(f"{key} {value} is outside {bounds.bits_range_text()}; a bit width is at most "
+                        f"{bounds.BITS_MAX} (docs/cli.md, input bounds)")
+    if value >= bounds.COUNT_MAX:
+        raise SpecError(f"{key} {value} is not below 2**40 ({bounds.COUNT_MAX}), the largest count a spec may "
+                        "hold; omit the key for unconstrained")
     if value < 0 or (value == 0 and not allow_zero):
         lowest = "0 (unconstrained) or a positive integer" if allow_zero else "a positive integer"
         raise SpecError(f"{key} must be {lowest}; got {value} (omit the key for unconstrained)")

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -27,16 +26,20 @@ import numpy as np
 import torch
 
 from . import cat as C
-from . import fsc
+from . import checkpoint as _ckpt
+from . import chipfit, fsc
 from .datasets import Dataset, encode, load_dataset, predict
-from .errors import DatasetError, ModelError, TrainingError
+from .errors import DatasetError, DoesNotFitError, ModelError, SpikefitError, TrainingError
 from .network import Network
 from .nn import SNN, count_loss
+from .placement import place
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2                                 # 2: data only, with a checksum
 DEFAULT_HIDDEN = {"digits": (128,), "mnist1d": (256,)}  # one hidden layer: accurate, fast on 2 cores
 DEFAULT_STEPS = {"digits": 16, "mnist1d": 20}           # rate codes need ~16-20 steps to resolve intensities
+REPLACE_ROUNDS = 3       # a pruning round re-places and re-prunes at most this often (per-core rows converge in 1-2)
+PER_CORE = ("synapses_per_core", "axons_per_core", "fan_out", "fan_out_cores", "cores")
 
 
 @dataclass
@@ -241,17 +244,9 @@ def evaluate(model: SNN, x: torch.Tensor, y: np.ndarray) -> float:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace: never a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """A checkpoint (data only, with its checksum: :mod:`spikefit.checkpoint`) to a temporary file in the
+    same folder, then os.replace: never a partial file."""
+    _ckpt.save(obj, path)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
@@ -262,19 +257,55 @@ def atomic_write_text(text: str, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by :func:`fit`; a missing or corrupt file raises TrainingError."""
+    """A checkpoint written by :func:`fit`, read as data only (no code runs) with its checksum verified;
+    a missing, corrupt or altered file raises TrainingError."""
     path = Path(path)
-    if not path.exists():
-        raise TrainingError(f"no checkpoint at {str(path)!r} to resume from; run without --resume")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated, not a torch file, ...
-        raise TrainingError(f"checkpoint {str(path)!r} is corrupt ({type(e).__name__}); delete it or run "
-                            "without --resume") from None
-    if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION or "arch" not in ck:
+        ck = _ckpt.read(path)
+    except FileNotFoundError:
+        raise TrainingError(f"no checkpoint at {str(path)!r} to resume from; run without --resume") from None
+    except _ckpt.CheckpointFormatError as e:
+        raise TrainingError(f"checkpoint {str(path)!r} is corrupt ({e}); delete it or run without --resume") from None
+    except OSError as e:
+        raise TrainingError(f"cannot read checkpoint {str(path)!r} ({e.strerror}); delete it or run without --resume") from None
+    if ck.get("version") != CHECKPOINT_VERSION or "arch" not in ck:
         raise TrainingError(f"checkpoint {str(path)!r} is corrupt (not a spikefit checkpoint); delete it or run "
                             "without --resume")
+    why = _checkpoint_problem(ck)
+    if why:
+        raise TrainingError(f"checkpoint {str(path)!r} is corrupt ({why}); delete it or run without --resume")
     return ck
+
+
+def _checkpoint_problem(ck: dict) -> str | None:
+    """Why a checkpoint's structure is unusable (wrong types, negative counters), or None."""
+    def count(v, lo=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+    for key, kind in (("config", dict), ("target", str), ("dataset", str), ("model", dict), ("state", dict)):
+        if not isinstance(ck.get(key), kind):
+            return f"{key} is not a {kind.__name__}"
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ck["model"].items()):
+        return "model is not a dict of tensors"
+    if ck.get("optimizer") is not None and not isinstance(ck["optimizer"], dict):
+        return "optimizer is not a dict"
+    if not isinstance(ck.get("torch_rng"), torch.Tensor) or ck["torch_rng"].dtype != torch.uint8:
+        return "torch_rng is not a byte tensor"
+    st = ck["state"]
+    for key in ("stage", "epoch", "global_epoch"):
+        if not count(st.get(key)):
+            return f"state {key} {st.get(key)!r} is not a count (an integer >= 0)"
+    if not isinstance(st.get("entered"), bool) or not (st.get("stage_epochs") is None or count(st["stage_epochs"])):
+        return "state entered/stage_epochs have the wrong types"
+    for key, kind in (("history", list), ("accuracy", dict), ("pruned", dict)):
+        if not isinstance(st.get(key), kind):
+            return f"state {key} is not a {kind.__name__}"
+    cfg = ck["config"]
+    for key in ("warmup_epochs", "cat_epochs", "prune_rounds", "prune_epochs", "finetune_epochs", "steps"):
+        value = cfg.get(key)
+        if value is not None and not (count(value) and value <= _ckpt.MAX_EPOCHS):
+            return f"config {key} {value!r} is not a count up to {_ckpt.MAX_EPOCHS}"
+    return _ckpt.check_arch(ck["arch"])
 
 
 def load_network(path) -> Network:
@@ -294,23 +325,23 @@ def load_network(path) -> Network:
         model.load_state_dict(ck["model"])
         config = FitConfig.from_dict(ck["config"])
         steps = steps_for(load_dataset(ck["dataset"]), config)
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
+                "seed": config.seed}
+        return model.to_network(metadata=meta)
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError, SpikefitError) as e:
         raise ModelError(f"checkpoint {str(path)!r} is corrupt ({type(e).__name__}); use the model.nir of its fit "
                          "or fit again") from None
-    meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
-            "seed": config.seed}
-    return model.to_network(metadata=meta)
 
 
 def check_target(target, dataset: Dataset, config: FitConfig) -> None:
     """Fail early, in one line, on targets no classifier of this dataset can meet."""
     lim = target.limits
     if lim.inputs is not None and lim.inputs < dataset.n_inputs:
-        raise TrainingError(f"target {target.name!r} takes {lim.inputs} input channels but dataset "
-                            f"{dataset.name!r} has {dataset.n_inputs}; use a target with more inputs")
+        raise DoesNotFitError(f"target {target.name!r} takes {lim.inputs} input channels but dataset "
+                              f"{dataset.name!r} has {dataset.n_inputs}; use a target with more inputs")
     if lim.outputs is not None and lim.outputs < dataset.n_classes:
-        raise TrainingError(f"target {target.name!r} has {lim.outputs} outputs but dataset {dataset.name!r} "
-                            f"has {dataset.n_classes} classes; use a target with more outputs")
+        raise DoesNotFitError(f"target {target.name!r} has {lim.outputs} outputs but dataset {dataset.name!r} "
+                              f"has {dataset.n_classes} classes; use a target with more outputs")
     grid = C.weight_grid(lim.weight_bits)
     if lim.unique_weights and grid and lim.unique_weights > grid[1] - grid[0]:
         raise TrainingError(f"target {target.name!r}: unique_weights {lim.unique_weights} exceeds the "
@@ -329,7 +360,7 @@ def cat_spec(target, config: FitConfig) -> C.CatSpec:
     grid = C.weight_grid(bits)
     if M is not None and grid is not None:
         M = min(M, grid[1] - grid[0])  # a coarser deploy grid caps M (e.g. 255 values at 8 bits)
-    return C.CatSpec(M, lim.unique_weights_scope, bits, lim.weight_scaling, lim.neurons_per_core, config.cat_mode)
+    return C.CatSpec(M, lim.unique_weights_scope, bits, lim.weight_scaling, config.cat_mode)
 
 
 # -- the trainer ------------------------------------------------------------------------------------
@@ -350,8 +381,7 @@ class Trainer:
         self.steps = steps_for(self.data, self.config)
         check_target(self.target, self.data, self.config)
         self.model = self._model(model)
-        self.budget = fsc.Budget.from_target(self.target)
-        fsc.check_feasible(self.model, self.budget, self.data.n_classes, self.target.name)
+        chipfit.check_feasible(self.model, self.target)   # seconds, before any epoch
         self.spec = cat_spec(self.target, self.config)
         self._load_data()
         self.state = {"stage": 0, "epoch": 0, "entered": False, "stage_epochs": None, "global_epoch": 0,
@@ -405,19 +435,20 @@ class Trainer:
         """The stage's entry action; returns how many epochs it trains."""
         cfg = self.config
         if name == "cat":
-            C.attach_cat(self.model, self.spec)
+            core = self.spec.M is not None and self.spec.scope == "core"
+            C.attach_cat(self.model, self.spec, C.core_groups(self.model, self.target) if core else None)
         elif name.startswith("prune"):
             r = int(name[5:])
-            binding = fsc.binding(self.budget, self.model)
+            binding = chipfit.binding(self.model, self.target)
             if not binding:
                 return 0
             self._prune(r / cfg.prune_rounds, r)
-            self.state["pruned"][name] = {"binding": binding, **fsc.usage(self.model)}
+            self.state["pruned"][name] = {"binding": binding, **chipfit.usage(chipfit.report(self.model, self.target))}
         elif name == "finetune":
             C.harden(self.model)
-            if fsc.binding(self.budget, self.model):  # no rounds configured: prune once, here
+            if chipfit.binding(self.model, self.target):  # no rounds configured: prune once, here
                 self._prune(1.0, cfg.prune_rounds + 1)
-                self.state["pruned"]["finetune"] = fsc.usage(self.model)
+                self.state["pruned"]["finetune"] = chipfit.usage(chipfit.report(self.model, self.target))
                 self.state["accuracy"]["pruned"] = evaluate(self.model, self.x_test_t, self.y_test)
         return epochs
 
@@ -425,11 +456,11 @@ class Trainer:
         cfg = self.config
         if self.config.cat_mode == "soft":
             C.harden(self.model)
-        budget = fsc.interpolate(self.budget, self.model, progress)
+        lim = fsc.interpolate(self.target.limits, chipfit.usage(chipfit.report(self.model, self.target)), progress)
         neuron, synapse = fsc.fisher_scores(self.model, self.x_fisher, self.y_fisher,
                                             cfg.logit_scale / self.steps)
-        if budget.neurons is not None or budget.cores:
-            if fsc.prune_neurons(self.model, neuron, budget):
+        if lim.neurons is not None or lim.cores is not None:
+            if fsc.prune_neurons(self.model, neuron, lim, self.target):
                 neuron, synapse = fsc.fisher_scores(self.model, self.x_fisher, self.y_fisher,
                                                     cfg.logit_scale / self.steps)
         if cfg.prune_scorer == "magnitude":
@@ -437,8 +468,17 @@ class Trainer:
         elif cfg.prune_scorer == "random":
             synapse = fsc.random_scores(self.model, np.random.default_rng(epoch_seed(cfg.seed, 10_000 + round_)))
             neuron = None
-        fsc.prune_synapses(self.model, synapse, budget, neuron)
-        fsc.remove_dead_neurons(self.model, budget.neurons_per_core)
+        for _ in range(REPLACE_ROUNDS):  # pruning changes the packing: re-place until per-core rows hold
+            placement = place(self.model.to_network(), self.target, by_neurons=True)
+            fsc.prune_synapses(self.model, synapse, lim, neuron, placement)
+            fsc.remove_dead_neurons(self.model)
+            left = chipfit.binding(self.model, self.target, lim)
+            if not any(k in left for k in PER_CORE):
+                break
+            synapse = {s.name: np.where(s.mask.numpy() > 0, synapse[s.name], -np.inf) for s in self.model.synapses()
+                       if s.name in synapse}
+        if self.spec.M is not None and self.spec.scope == "core":
+            C.regroup(self.model, C.core_groups(self.model, self.target))
 
     def _exit(self, name: str) -> None:
         acc = self.state["accuracy"]
@@ -495,7 +535,9 @@ class Trainer:
             if ck["optimizer"] is not None:
                 self.opt.load_state_dict(ck["optimizer"])
             torch.set_rng_state(ck["torch_rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            if self.state["stage"] > len(stages):
+                raise ValueError(f"stage {self.state['stage']} of a {len(stages)}-stage plan")
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
             raise TrainingError(f"checkpoint {str(self.out / CHECKPOINT)!r} is corrupt ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:120]}); delete it or run without --resume") from None
 
@@ -507,7 +549,11 @@ class Trainer:
                 if self.out is None:
                     raise TrainingError("resume needs an output directory holding a checkpoint")
                 ck = load_checkpoint(self.out / CHECKPOINT)
-                saved = FitConfig.from_dict(ck["config"])
+                try:
+                    saved = FitConfig.from_dict(ck["config"])
+                except (TypeError, ValueError, TrainingError) as e:
+                    raise TrainingError(f"checkpoint {str(self.out / CHECKPOINT)!r} is corrupt (config: {e}); delete "
+                                        "it or run without --resume") from None
                 if saved != cfg:
                     self.config = cfg = saved  # the checkpoint's config wins: a resumed fit is the same fit
                     self.steps = steps_for(self.data, cfg)
@@ -567,6 +613,7 @@ class Trainer:
         acc = self.state["accuracy"]
         acc.setdefault("cat", None)
         acc.setdefault("pruned", None)
+        C.distinct_levels(self.model)   # codebook rows hold distinct values in the deployed network
         fitted_pred = predict_model(self.model, self.x_test_t)
         acc["fitted"] = float((fitted_pred == self.y_test).mean())
         meta = {"target": self.target.name, "dataset": self.data.name, "steps": self.steps,
@@ -590,8 +637,9 @@ class Trainer:
         if not report.ok:
             bad = report.failures[0]
             where = f" at {bad.worst}" if bad.worst else ""
-            raise TrainingError(f"the fitted network does not fit target {self.target.name!r}: {bad.name} uses "
-                                f"{bad.usage} of {bad.limit}{where}; see {self.out / 'report.md' if self.out else 'the report'}")
+            raise DoesNotFitError(f"the fitted network does not fit target {self.target.name!r}: {bad.name} uses "
+                                  f"{bad.usage} of {bad.limit}{where}; see "
+                                  f"{self.out / 'report.md' if self.out else 'the report'}", result)
         return result
 
     def _write(self, result: FitResult) -> None:
@@ -601,7 +649,7 @@ class Trainer:
         tmp = out / "model.nir.tmp"
         write_nir(result.network, tmp)
         os.replace(tmp, out / "model.nir")
-        data = report_dict(result, self.model)
+        data = report_dict(result, self.model, self.target)
         atomic_write_text(json.dumps(data, indent=2, default=_json_default) + "\n", out / "report.json")
         atomic_write_text(report_markdown(result, data), out / "report.md")
 
@@ -667,10 +715,14 @@ def network_usage(network: Network) -> dict:
             "weights_total": total, "sparsity": 1.0 - nnz / max(total, 1)}
 
 
-def report_dict(result: FitResult, model: SNN) -> dict:
+def report_dict(result: FitResult, model: SNN, target=None) -> dict:
+    from .energy import fit_energy
+
     return {"target": result.target, "dataset": result.dataset, "ok": bool(result.report.ok),
             "accuracy": result.accuracy, "agreement": result.agreement,
-            "usage": {**fsc.usage(model), **network_usage(result.network)},
+            "usage": {**chipfit.usage(result.report), **network_usage(result.network)},
+            "energy": None if target is None else fit_energy(result.network, target, result.report, result.dataset,
+                                                                 result.config.test_limit),
             "pruning": result.pruning,
             "stages": result.history, "codebooks": codebooks(model),
             "fit": result.report.to_dict(), "config": result.config.to_dict()}
@@ -695,7 +747,10 @@ def report_markdown(result: FitResult, data: dict) -> str:
     use = data["usage"]
     lines += [f"Neurons {use['neurons']}; non-zero weights {use['weights_nonzero']} of {use['weights_total']} "
               f"({100 * use['sparsity']:.1f} % zero: pruned or absent).", "",
-              "## Constraints", "", "```", result.report.table(), "```", "", "## Codebooks", ""]
+              "## Constraints", "", "```", result.report.table(), "```", ""]
+    from .energy import markdown as energy_markdown
+
+    lines += energy_markdown(data.get("energy")) + ["## Codebooks", ""]
     for name, cb in data["codebooks"].items():
         if "codebook" in cb:
             rows = cb["codebook"]

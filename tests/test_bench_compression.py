@@ -67,10 +67,22 @@ def test_cli_tiny_run_tables_plots_and_jobs(tmp_path):
     out = tmp_path / "one"
     assert sorted(p.name for p in out.iterdir()) == sorted(rep["files"]) == sorted([
         "compression_digits.md", "compression_digits.json", "digits_accuracy_vs_M.png",
-        "digits_accuracy_vs_sparsity.png"])
+        "digits_accuracy_vs_sparsity.png", "digits_accuracy_vs_energy.png"])
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
     md = (out / "compression_digits.md").read_text()
+    # Energy per inference per chip: the cell's emulator counts times each chip's published constants.
+    assert rep["energy_targets"] == ["loihi", "spinnaker2", "truenorth"]
+    for row in rep["summary"]:
+        act = next(r["activity"] for r in rep["results"] if r["method"] == row["method"] and r["M"] == row["M"]
+                   and r["sparsity"] == row["sparsity"])
+        assert row["synops_mean"] == act["synops"] > 0 and act["samples"] == 60
+        assert row["energy_uj"]["truenorth"] == pytest.approx(act["synops"] * 26e-6)  # all-in 26 pJ per event
+        assert row["energy_uj"]["loihi"] == pytest.approx(
+            (23.6 * act["synops"] + 52.0 * act["neuron_updates"] + 1.7 * act["messages"]["loihi"]) * 1e-6)
+    dense, pruned = (next(r for r in rep["summary"] if r["method"] == m) for m in ("cat", "fsc"))
+    assert pruned["synops_mean"] < dense["synops_mean"]  # 50 % fewer synapses, fewer operations
+    assert "### Energy per inference (uJ" in md and "| loihi | spinnaker2 | truenorth |" in md
     assert "| method | M=4 |" in md and "| pruning | 0 % | 50 % |" in md and "### Targets" in md
     again = runner.invoke(cli, ["bench", "compression", "--from-json", str(out / "compression_digits.json"),
                                 "--out", str(tmp_path / "again")])

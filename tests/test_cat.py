@@ -7,7 +7,9 @@ import torch
 
 from spikefit import network as N
 from spikefit.cat import (Codebook, CodebookQuantizer, CatSpec, TernaryQuantizer, UniformQuantizer, attach_cat,
-                          distinct_per_group, harden, kmeans_1d, power_of_two_scale, scope_groups, weight_grid)
+                          core_groups, distinct_levels, distinct_per_group, harden, kmeans_1d, power_of_two_scale,
+                          scope_groups, weight_grid)
+from spikefit.spec import TargetSpec
 from spikefit.errors import TrainingError
 from spikefit.nn import SNN, Conv, Flatten, LIF, Linear
 
@@ -28,11 +30,8 @@ def test_power_of_two_scale_holds_the_largest_weight():
 def test_scope_groups():
     assert scope_groups("layer", 5).tolist() == [0] * 5
     assert scope_groups("neuron", 4).tolist() == [0, 1, 2, 3]
-    assert scope_groups("core", 10, neurons_per_core=4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
-    # conv: 3 channels of 3 positions on cores of 4 neurons: channel 0 -> core 0, channel 1 -> cores 0-1,
-    # channel 2 -> cores 1-2; all share a chain of cores, so one group
-    assert scope_groups("core", 3, positions=3, neurons_per_core=4).tolist() == [0, 0, 0]
-    assert scope_groups("core", 4, positions=2, neurons_per_core=4).tolist() == [0, 0, 1, 1]
+    with pytest.raises(TrainingError, match="core codebook groups come from the target's placement"):
+        scope_groups("core", 3)
     with pytest.raises(TrainingError, match="unknown codebook scope 'row'"):
         scope_groups("row", 3)
 
@@ -58,7 +57,8 @@ def _model(conv: bool = False) -> SNN:
 @pytest.mark.parametrize("conv", [False, True])
 def test_codebook_invariants(scope, M, conv):
     model = _model(conv)
-    attach_cat(model, CatSpec(M=M, scope=scope, weight_bits=6, neurons_per_core=8))
+    groups = core_groups(model, TargetSpec.from_dict({"name": "t", "limits": {"neurons_per_core": 8}})) if scope == "core" else None
+    attach_cat(model, CatSpec(M=M, scope=scope, weight_bits=6), groups)
     # train a little so codebooks move
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = (torch.rand(6, 4, *model.input_shape) < 0.5).float()
@@ -192,3 +192,19 @@ def test_zero_level_makes_absent_synapses_not_codebook_values():
     assert q(w).tolist() == [[0.5, -1.0, 0.5, 0.5]]
     c = kmeans_1d([np.array([-1.0, -1.1, 0.01, -0.02, 0.9, 1.0])], 2, zero=True)
     assert np.allclose(np.sort(c[0]), [-1.05, 0.95])               # the pinned zero absorbs the small ones
+
+
+def test_codebook_rows_hold_distinct_values_after_hardening():
+    model = SNN.mlp(6, [4], 3, seed=0)
+    attach_cat(model, CatSpec(M=4, scope="layer", weight_bits=6))
+    q = model.synapses()[0].quant
+    with torch.no_grad():
+        q.codebook.centers.copy_(torch.tensor([[0.26, 0.24, -0.5, 0.25]]) / 0.25 * q.codebook.scale)  # 1, 1, -2, 1
+    distinct_levels(model)
+    ints = q.codebook.integers().detach().numpy()[0]
+    assert sorted(ints.tolist()) == [-2, 1, 2, 3]          # the copies of 1 move to the nearest free integers
+    assert 0 not in ints.tolist()
+    harden(model)
+    net = model.to_network()
+    cb = np.rint(net.nodes["fc1"].quant.codebook / net.nodes["fc1"].quant.scale)
+    assert all(len(set(row.tolist())) == len(row) for row in cb)

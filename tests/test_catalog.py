@@ -92,6 +92,10 @@ def test_truenorth(catalog):
     assert (lim.fan_in, lim.neurons_per_core, lim.axons_per_core, lim.cores) == (256, 256, 256, 4096)
     assert (lim.fan_out, lim.fan_out_unit) == (1, "cores")
     assert lim.weight_bits == 9 and tn.is_unverified("limits.weight_bits")
+    assert lim.synapses_per_core == 256 * 256 and lim.synapses == lim.cores * lim.synapses_per_core
+    # the crossbar numbers come from IBM's own paper; one destination and four weights only from simulators
+    assert not any(tn.is_unverified(f"limits.{k}") for k in ("fan_in", "axons_per_core", "synapses_per_core", "synapses"))
+    assert tn.is_unverified("limits.fan_out") and tn.is_unverified("limits.unique_weights")
     assert tn.neuron.models == ("lif", "if") and not tn.neuron.runs("cuba-lif")
     assert tn.core.shared == ()
 
@@ -110,6 +114,9 @@ def test_loihi(catalog):
     assert (l1.limits.neurons_per_core, l1.limits.axons_per_core, l1.limits.cores) == (1024, 4096, 128)
     assert l1.core.shared == ("du", "dv", "vth") and l1.core.max_parameter_sets == 8
     assert l1.limits.neurons == l1.limits.cores * l1.limits.neurons_per_core
+    # 16384 64-bit words per core; the densest 8-bit group is 62 weights behind a 10-bit header in 8 words
+    assert l1.limits.synapses_per_core == 16384 // 8 * 62 == 126976
+    assert l1.limits.weight_bits == 8 and l1.neuron.state_bits == 24
 
 
 def test_chips_that_share_parameters_per_core(catalog):
@@ -120,16 +127,21 @@ def test_chips_that_share_parameters_per_core(catalog):
     dyn = catalog["dynapse2"]
     assert dyn.core.max_parameter_sets == 1 and dyn.limits.fan_in == 64
     assert (dyn.limits.unique_weights, dyn.limits.unique_weights_scope) == (30, "core")
+    assert (dyn.limits.cores, dyn.limits.neurons_per_core, dyn.limits.axons_per_core) == (4, 256, 2048)
 
 
 def test_io_limited_and_non_lif_chips(catalog):
     xylo = catalog["xylo-audio2"]
-    assert (xylo.limits.inputs, xylo.limits.outputs, xylo.limits.fan_out, xylo.limits.cores) == (16, 8, 64, 1)
+    assert (xylo.limits.inputs, xylo.limits.outputs, xylo.limits.cores) == (16, 8, 1)
+    # Xylo's fan-out 64 counts recurrent synapses only: rule xylo.recurrent_fan_out, not limits.fan_out
+    assert xylo.limits.fan_out is None and xylo.rule_tables["xylo"]["max_recurrent_fan_out"] == 64
     assert xylo.neuron.reset == "subtract" and "conv2d" not in xylo.layers.kinds
     akida = catalog["akida"]
     assert akida.vendor == "BrainChip" and akida.limits.cores is None and akida.limits.weight_bits == 8
     assert akida.neuron.models == ("if",) and "recurrent" not in akida.layers.kinds
-    assert catalog["spinnaker2"].is_unverified("limits.weight_bits")
+    s2 = catalog["spinnaker2"]
+    assert s2.limits.weight_bits == 5 and s2.is_unverified("limits.weight_bits")
+    assert s2.neuron.models == ("cuba-lif",) and s2.is_unverified("neuron.models")
 
 
 def test_no_catalog_chip_claims_a_codebook_it_lacks(catalog):

@@ -39,13 +39,23 @@ def test_export_nir_to_nir(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.nir", "model.nir"]  # no temporary left over
 
 
-def test_target_is_recorded_and_json_reports(tmp_path):
-    result = invoke("export", model_file(tmp_path), "-o", tmp_path / "t.nir", "--target", "loihi2", "--json")
+def test_target_is_recorded_and_json_reports(tmp_path, tmp_toml):
+    free = tmp_toml('name = "free"\n[limits]\nneurons = 100\n')  # a target this float model fits
+    result = invoke("export", model_file(tmp_path), "-o", tmp_path / "t.nir", "--target", free, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report == {"path": str(tmp_path / "t.nir"), "format": "nir", "target": "loihi2", "dt": 1e-3,
-                      "populations": 1, "neurons": 3}
-    assert nir.read(tmp_path / "t.nir", type_check=False).metadata["spikefit"]["target"] == "loihi2"
+    assert report == {"ok": True, "path": str(tmp_path / "t.nir"), "format": "nir", "target": "free", "fits": True,
+                      "dt": 1e-3, "populations": 1, "neurons": 3, "exit_code": 0}
+    assert nir.read(tmp_path / "t.nir", type_check=False).metadata["spikefit"]["target"] == "free"
+
+
+def test_export_for_a_target_the_model_does_not_fit_says_so_and_exits_1(tmp_path):
+    result = invoke("export", model_file(tmp_path), "-o", tmp_path / "t.nir", "--target", "loihi2", "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["fits"] is False and report["exit_code"] == 1
+    assert (tmp_path / "t.nir").exists(), "the export is written all the same"
+    assert result.stderr.startswith("Does not fit: the model does not fit target 'loihi2': weight_bits uses ")
 
 
 def test_dt_option_reads_the_equations_with_that_step(tmp_path):

@@ -140,3 +140,44 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes(tmp_toml, tmp_path):
     done = subprocess.run([exe, *args, "--resume", "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ok"] and (out / "model.nir").is_file()
+
+
+PER_CORE = """
+name = "duo"
+[limits]
+cores = 2
+neurons_per_core = {npc}
+fan_in = 32
+weight_bits = 6
+unique_weights = 8
+unique_weights_scope = "core"
+[neuron]
+models = ["lif"]
+[core]
+share_layers = {share}
+"""
+
+
+def test_a_per_core_codebook_chip_with_shared_cores_fits(tmp_toml, tmp_path):
+    """Layers that share a core share its codebook: the fit meets unique_weights per core on the
+    placement verify checks (it used to learn one codebook per layer and fail with 15 of 8)."""
+    path = tmp_toml(PER_CORE.format(npc=128, share="true"), "duo.toml")
+    out = tmp_path / "o"
+    r = run("--target-file", str(path), "--dataset", "digits", "--out", str(out), "--epochs", "2,1,1,1",
+            "--steps", "8", "--quiet", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    row = next(x for x in report["fit"]["rows"] if x["name"] == "unique_weights (per core)")
+    assert row["ok"] and row["usage"] <= 8
+    books = report["codebooks"]
+    assert books["fc1"]["codebook"] == books["fc2"]["codebook"]           # one codebook per core, both layers
+    assert report["usage"]["cores_used"] == report["fit"]["cores"]["cores"]
+
+
+def test_an_impossible_chip_stops_before_training_with_exit_1(tmp_toml, tmp_path):
+    path = tmp_toml(PER_CORE.format(npc=4, share="true"), "tiny.toml")   # 8 neurons; 1 hidden + 10 outputs need 3 cores
+    r = run("--target-file", str(path), "--dataset", "digits", "--out", str(tmp_path / "o"), "--quiet")
+    assert r.exit_code == 1, r.output
+    assert ("Does not fit: target 'duo' cannot hold this network even pruned to one neuron per hidden layer and one "
+            "synapse per neuron: cores needs 3 of 2 (the packing needs 3 cores, the target has 2)") in r.output
+    assert not (tmp_path / "o" / "model.nir").exists()

@@ -59,7 +59,8 @@ def test_run_dataset(tmp_path):
 
 
 def test_run_input_size_mismatch_exits_2(tmp_path):
-    net = Network.sequential(Input("in", (80,)), Dense("fc", np.ones((10, 80))), Neurons("pop", (10,)))
+    net = Network.sequential(Input("in", (80,)), Dense("fc", np.ones((10, 80))), Neurons("pop", (10,)),
+                             Output("out", (10,)))
     model = write_nir(net, tmp_path / "m80.nir")
     assert_one_line_error(invoke("run", model, "--dataset", "digits"),
                           r"^Error: model input size 80 does not match dataset 'digits' \(64 features\); ")

@@ -89,7 +89,7 @@ def test_dt_option_reaches_the_reader(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--target", "truenorht"], "unknown target 'truenorht'; did you mean 'truenorth'?"),
-    (["--target", "truenorth", "--dt", "-1"], "dt -1.0 must be a positive number"),
+    (["--target", "truenorth", "--dt", "-1"], "Invalid value for '--dt': '-1' is not in the range 0 < dt <= 3600"),
 ])
 def test_bad_target_or_dt_exits_2(tmp_path, args, message):
     result = CliRunner().invoke(cli, ["verify", *args, str(write_model(tmp_path / "m.nir", 4))])

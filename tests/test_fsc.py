@@ -6,9 +6,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from spikefit import fsc
+from spikefit import chipfit, fsc
 from spikefit.cat import CatSpec, attach_cat
-from spikefit.errors import TrainingError
+from spikefit.errors import DoesNotFitError, TrainingError
+from spikefit.placement import place
+from spikefit.spec import TargetSpec
 from spikefit.nn import SNN, Conv, Flatten, LIF, Linear, Probe, count_loss
 
 SCALE = 0.5
@@ -95,39 +97,53 @@ def test_pruned_synapses_score_minus_infinity():
     assert np.isneginf(synapse["fc1"][0, :3]).all() and np.isfinite(synapse["fc1"][1:]).all()
 
 
+def chip(core: dict | None = None, **limits) -> TargetSpec:
+    return TargetSpec.from_dict({"name": "t", "limits": limits, **({"core": core} if core else {})})
+
+
 def test_budgets_hold_after_pruning():
     model = SNN.mlp(30, [20], 4, seed=2)
     rng = np.random.default_rng(0)
     scores = {s.name: rng.random(tuple(s.weight.shape)) for s in model.synapses()}
-    budget = fsc.Budget(synapses=300, fan_in=12, fan_out=3)
-    fsc.prune_synapses(model, scores, budget)
-    use = fsc.usage(model)
+    target = chip(synapses=300, fan_in=12, fan_out=3)
+    fsc.prune_synapses(model, scores, target.limits)
+    use = chipfit.usage(chipfit.report(model, target))
     assert use["synapses"] <= 300 and use["fan_in"] <= 12 and use["fan_out"] <= 3
-    assert fsc.binding(budget, model) == []
+    assert chipfit.binding(model, target) == []
 
 
-def test_per_core_budgets_hold():
+@pytest.mark.parametrize("share", [True, False])
+def test_per_core_budgets_hold_on_the_placement(share):
     model = SNN.mlp(30, [20], 4, seed=2)
     rng = np.random.default_rng(1)
     scores = {s.name: rng.random(tuple(s.weight.shape)) for s in model.synapses()}
-    budget = fsc.Budget(neurons_per_core=8, synapses_per_core=100, axons_per_core=10)
-    fsc.prune_synapses(model, scores, budget)
-    fc1 = model.stage("fc1").mask.numpy()
-    for start in range(0, 20, 8):
-        block = fc1[start:start + 8]
-        assert block.sum() <= 100 and block.any(0).sum() <= 10
-    assert fsc.binding(budget, model) == []
+    cores = 3 if share else 4                 # 20 + 4 neurons, 8 per core
+    target = chip({"share_layers": share}, neurons_per_core=8, synapses_per_core=100, axons_per_core=10, cores=cores)
+    assert chipfit.binding(model, target) == ["axons_per_core", "cores"]   # 30 sources per neuron; 3 neurons per core
+    placement = place(model.to_network(), target, by_neurons=True)    # what pruning aims for
+    assert placement.n_cores == cores
+    fsc.prune_synapses(model, scores, target.limits, placement=placement)
+    after = place(model.to_network(), target)                         # verify's placement
+    assert after.synapses.max() <= 100 and after.axons.max() <= 10 and after.n_cores == cores
+    assert chipfit.binding(model, target) == []
+    if share:   # lif1's last 4 neurons and lif2's 4 share core 2: one budget for both layers
+        assert placement.layers_on(2) == ["lif1", "lif2"] == after.layers_on(2)
 
 
 def test_fan_out_in_cores():
     model = SNN.mlp(6, [10], 8, seed=0)  # lif2 (8 neurons) spans 2 cores of 4
     scores = {s.name: np.random.default_rng(2).random(tuple(s.weight.shape)) for s in model.synapses()}
-    budget = fsc.Budget(neurons_per_core=4, fan_out=1, fan_out_unit="cores")
-    assert fsc.binding(budget, model) == ["fan_out"]
-    fsc.prune_synapses(model, scores, budget)
+    target = chip({"share_layers": False}, neurons_per_core=4, fan_out=1, fan_out_unit="cores")
+    assert chipfit.binding(model, target) == ["fan_out"]
+    placement = place(model.to_network(), target, by_neurons=True)
+    fsc.prune_synapses(model, scores, target.limits, placement=placement)
     cols = model.stage("fc2").mask.numpy().T                          # (pre, post)
-    cores = np.stack([cols[:, :4].any(1), cols[:, 4:].any(1)], 1)
+    core = placement.core_of("lif2")
+    cores = np.stack([cols[:, core == c].any(1) for c in np.unique(core)], 1)
     assert (cores.sum(1) <= 1).all() and cols.sum() > 0
+    assert chipfit.binding(model, target) == []
+    with pytest.raises(TrainingError, match=r"fan_out in cores need the network's placement"):
+        fsc.prune_synapses(model, scores, target.limits)
 
 
 def test_masks_survive_optimizer_steps_and_export():
@@ -183,29 +199,40 @@ class _Snap(torch.nn.Module):
 def test_neuron_pruning_meets_neuron_and_core_budgets():
     model = SNN.mlp(6, [20], 4, seed=0)
     scores = {"lif1": np.arange(20, dtype=float), "lif2": np.ones(4)}
-    removed = fsc.prune_neurons(model, scores, fsc.Budget(neurons=12))
+    removed = fsc.prune_neurons(model, scores, chip(neurons=12).limits, chip(neurons=12))
     assert removed == 12 and model.stage("lif1").size == 8 and model.stage("lif2").size == 4
     # the kept neurons were the highest scoring (12..19): their incoming rows are preserved
     model2 = SNN.mlp(6, [20], 4, seed=0)
     assert torch.equal(model.stage("fc1").weight, model2.stage("fc1").weight[12:])
     model3 = SNN.mlp(6, [20], 4, seed=0)
-    fsc.prune_neurons(model3, scores, fsc.Budget(cores=3, neurons_per_core=4))  # 2 hidden cores + 1 output
-    assert model3.stage("lif1").size == 8 and fsc.cores_used(model3, 4) == 3
+    alone = chip({"share_layers": False}, cores=3, neurons_per_core=4)
+    fsc.prune_neurons(model3, scores, alone.limits, alone)  # 2 hidden cores + 1 output
+    assert model3.stage("lif1").size == 8 and place(model3.to_network(), alone).n_cores == 3
+    model4 = SNN.mlp(6, [20], 4, seed=0)
+    shared = chip(cores=3, neurons_per_core=4)              # layers share cores: 8 hidden + 4 outputs
+    fsc.prune_neurons(model4, scores, shared.limits, shared)
+    assert model4.stage("lif1").size == 8 and place(model4.to_network(), shared).n_cores == 3
 
 
-def test_infeasible_budgets_stop_early():
+def test_infeasible_targets_stop_before_training():
     model = SNN.mlp(6, [20], 10, seed=0)
-    with pytest.raises(TrainingError, match="allows 8 neurons but the classifier needs 10 output neurons plus 1 hidden"):
-        fsc.check_feasible(model, fsc.Budget(neurons=8), 10, "tiny")
-    with pytest.raises(TrainingError, match=r"has 2 cores but the classifier needs at least 4 \(10 outputs on 3, one per hidden layer\)"):
-        fsc.check_feasible(model, fsc.Budget(cores=2, neurons_per_core=4), 10, "tiny")
+    with pytest.raises(DoesNotFitError, match=r"target 't' cannot hold this network even pruned to one neuron per "
+                                              r"hidden layer and one synapse per neuron: neurons needs 11 of 8"):
+        chipfit.check_feasible(model, chip(neurons=8))
+    with pytest.raises(DoesNotFitError, match=r"cores needs 4 of 2"):
+        chipfit.check_feasible(model, chip({"share_layers": False}, cores=2, neurons_per_core=4))
+    chipfit.check_feasible(model, chip(cores=3, neurons_per_core=4))  # shared: 1 hidden + 10 outputs on 3 cores
+    chipfit.check_feasible(model, chip(neurons=11, fan_in=1))
 
 
 def test_interpolated_budgets_are_geometric():
     model = SNN.mlp(10, [10], 2, seed=0)  # 120 synapses
-    b = fsc.interpolate(fsc.Budget(synapses=30), model, 0.5)
-    assert b.synapses == 60
-    assert fsc.interpolate(fsc.Budget(synapses=30), model, 1.0).synapses == 30
+    target = chip(synapses=30, neurons_per_core=64)
+    use = chipfit.usage(chipfit.report(model, target))
+    assert use["synapses"] == 120
+    b = fsc.interpolate(target.limits, use, 0.5)
+    assert b.synapses == 60 and b.neurons_per_core == 64
+    assert fsc.interpolate(target.limits, use, 1.0).synapses == 30
 
 
 def test_fsc_sparsity_may_remove_whole_neurons_and_meets_the_count_exactly():
@@ -238,6 +265,7 @@ def test_total_budget_with_neuron_scores_meets_the_count():
     rng = np.random.default_rng(0)
     scores = {s.name: rng.random(tuple(s.weight.shape)) for s in model.synapses()}
     neuron = {"lif1": rng.random(20) * 0.01, "lif2": np.ones(4)}
-    fsc.prune_synapses(model, scores, fsc.Budget(synapses=200, fan_in=25), neuron)
-    use = fsc.usage(model)
+    target = chip(synapses=200, fan_in=25)
+    fsc.prune_synapses(model, scores, target.limits, neuron)
+    use = chipfit.usage(chipfit.report(model, target))
     assert use["synapses"] == 200 and use["fan_in"] <= 25

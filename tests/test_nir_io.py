@@ -190,7 +190,7 @@ def test_dt_detection(params, expect):
 
 def test_explicit_dt_applies_the_equations_as_written(tmp_path):
     net = Network.sequential(Input("in", (3,)), Dense("fc", np.full((2, 3), 0.5)),
-                             Neurons("lif", (2,), du=0.25, dv=0.1, vth=1.0), dt=1e-3)
+                             Neurons("lif", (2,), du=0.25, dv=0.1, vth=1.0), Output("out", (2,)), dt=1e-3)
     path = write_nir(net, tmp_path / "net.nir")
     assert detect_convention(nir.read(path, type_check=False)).name == "spikefit"
     twice = read_nir(path, dt=2e-3)  # each step now lasts twice as long: du, dv and gain double

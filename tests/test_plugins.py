@@ -254,22 +254,27 @@ def test_duplicate_target_from_two_plugins_names_both(register_plugin):
     first, second = "dup_first", "dup_second"
     register_plugin(TargetPlugin(spec("twin")), first)
     register_plugin(TargetPlugin(spec("twin")), second)
-    with pytest.raises(PluginError, match=rf"^duplicate target name 'twin': registered by plugin '{first}' and by "
-                                          rf"plugin '{second}'; rename one of them or uninstall one plugin$"):
-        plugins.list_targets()
+    message = (rf"^duplicate target name 'twin': registered by plugin '{first}' and by plugin '{second}'; rename one "
+               r"of them or uninstall one plugin$")
+    with pytest.raises(PluginError, match=message):
+        plugins.get_target("twin")
+    names = [s.name for s in plugins.list_targets()]  # every other target still works
+    assert "twin" not in names and "truenorth" in names
+    assert any(e.startswith("duplicate target name 'twin'") for e in plugins.load_errors)
 
 
-def test_duplicate_of_a_builtin_target_names_both(register_plugin):
+def test_duplicate_of_a_builtin_target_fails_only_that_name(register_plugin):
     name = "shadow"
     register_plugin(TargetPlugin(spec("loihi2")), name)
+    assert plugins.get_target("truenorth").name == "truenorth"
     with pytest.raises(PluginError, match=rf"'loihi2': registered by plugin 'spikefit.builtin' and by plugin '{name}'"):
-        plugins.get_target("truenorth")
+        plugins.get_target("loihi2")
 
 
 def test_duplicate_within_one_plugin(register_plugin):
     register_plugin(TargetPlugin(spec("echo"), spec("echo")), "echo_twice")
     with pytest.raises(PluginError, match=r"duplicate target name 'echo': plugin 'echo_twice' registered it twice"):
-        plugins.list_targets()
+        plugins.get_target("echo")
 
 
 def test_duplicate_between_plugin_and_targets_path(register_plugin, plugin_env, tmp_toml):
@@ -277,7 +282,17 @@ def test_duplicate_between_plugin_and_targets_path(register_plugin, plugin_env, 
     plugin_env(SPIKEFIT_TARGETS_PATH=str(path.parent))
     register_plugin(TargetPlugin(spec("clash")), "clash_plugin")
     with pytest.raises(PluginError, match=rf"registered by plugin 'clash_plugin' and by '{path}' \(SPIKEFIT_TARGETS_PATH\)"):
-        plugins.list_targets()
+        plugins.get_target("clash")
+
+
+def test_two_spec_files_with_one_name_name_both_files(plugin_env, tmp_toml):
+    a = tmp_toml(SPEC.format(name="stray"), "specs/a.toml")
+    b = tmp_toml(SPEC.format(name="stray"), "specs/b.toml")
+    plugin_env(SPIKEFIT_TARGETS_PATH=str(a.parent))
+    with pytest.raises(PluginError, match=rf"duplicate target name 'stray': registered by '{a}' \(SPIKEFIT_TARGETS_PATH\) "
+                                          rf"and by '{b}' \(SPIKEFIT_TARGETS_PATH\)"):
+        plugins.get_target("stray")
+    assert plugins.get_target("loihi2").name == "loihi2"
 
 
 def test_plugin_that_raises_while_registering_is_named(plugin_env, register_plugin):

@@ -54,6 +54,15 @@ share_layers = false
 kinds = ["dense", "conv2d", "flatten"]
 max_kernel = 5
 max_channels = 128
+
+[energy]
+synop_pj = 23.6
+neuron_update_pj = 52
+spike_pj = 1.7
+static_mw = 0.5
+time_step_us = 1000
+sources = ["synop_pj: t2", "neuron_update_pj: t2", "spike_pj: t2", "static_mw: s", "time_step_us: d"]
+note = "test figures"
 """
 
 
@@ -79,7 +88,7 @@ def test_full_spec_loads_every_key(tmp_toml):
     assert spec.sources == ("a paper", "a repository")
     assert spec.is_unverified("limits.weight_bits") and not spec.is_unverified("limits.fan_in")
     set_keys = {line.split("=")[0].strip() for line in FULL.splitlines() if "=" in line}
-    sections = {"limits", "neuron", "core", "layers"}
+    sections = {"limits", "neuron", "core", "layers", "energy"}
     assert {k.split(".")[-1] for k in SCHEMA_KEYS} == set_keys, "FULL must set every schema key"
     assert {k.split(".")[0] for k in SCHEMA_KEYS if "." in k} == sections
 
@@ -166,15 +175,25 @@ def test_missing_file_is_named(tmp_path):
         load_target(tmp_path / "nope.toml")
 
 
-def test_unknown_keys_warn_with_suggestion(tmp_toml):
-    path = tmp_toml('name = "x"\nvendr = "v"\n[limits]\nfanin = 3\n[limit]\ncores = 2\n')
-    with pytest.warns(UserWarning) as record:
-        spec = load_target(path)
-    messages = [str(w.message) for w in record]
-    assert any("unknown key 'vendr' ignored (did you mean 'vendor'?)" in m for m in messages)
-    assert any("unknown key limits.'fanin' ignored (did you mean 'fan_in'?)" in m for m in messages)
-    assert any("unknown key 'limit' ignored (did you mean 'limits'?)" in m for m in messages)
-    assert spec.limits.fan_in is None and spec.limits.cores is None
+@pytest.mark.parametrize("text, message", [
+    ('name = "x"\nvendr = "v"\n', r"unknown key 'vendr'; did you mean 'vendor'\? known: name, vendor, "),
+    ('name = "x"\n[limits]\nfanin = 3\n', r"unknown key limits.fanin; did you mean limits.fan_in\? \[limits\] takes "),
+    ('name = "x"\n[limits]\nneuron_per_core = 3\n', r"did you mean limits.neurons_per_core\?"),
+    ('name = "x"\n[limit]\ncores = 2\n', r"unknown section 'limit'; did you mean 'limits'\?"),
+])
+def test_unknown_keys_and_sections_are_errors_with_suggestion(tmp_toml, text, message):
+    with pytest.raises(SpecError, match=message):
+        load_target(tmp_toml(text))
+
+
+def test_rules_and_energy_are_known_sections(tmp_toml):
+    spec = load_target(tmp_toml('name = "x"\n[rules.xylo]\nhidden = 1000\n[energy]\nsynop_pj = 2.0\n'
+                                'sources = ["synop_pj: a paper"]\n'))
+    assert spec.name == "x" and spec.rule_tables == {"xylo": {"hidden": 1000}} and spec.energy.synop_pj == 2.0
+    with pytest.raises(SpecError, match=r"\[energy\] must be a table; got int 3"):
+        load_target(tmp_toml('name = "x"\nenergy = 3\n'))
+    with pytest.raises(SpecError, match=r"\[rules\] must hold tables such as \[rules.xylo\]; got int 3"):
+        load_target(tmp_toml('name = "x"\nrules = 3\n'))
 
 
 def test_from_dict_rejects_non_tables():

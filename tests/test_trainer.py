@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikefit import fsc
-from spikefit.errors import ModelError, TrainingError
+from spikefit.errors import DoesNotFitError, ModelError, TrainingError
 from spikefit.nir_io import read_nir
 from spikefit.nn import SNN
 from spikefit.spec import LayerSpec, Limits, NeuronSpec, TargetSpec
@@ -37,8 +36,12 @@ def test_fit_end_to_end_writes_outputs_that_fit(tmp_path):
     assert report["ok"] and result.report.ok
     assert set(report["accuracy"]) >= {"float", "cat", "pruned", "fitted", "deployed"}
     assert result.accuracy["fitted"] > 0.3 and result.accuracy["deployed"] > 0.3  # 10 classes: chance is 0.1
-    use = fsc.usage(result.model)
+    use = report["usage"]
     assert use["neurons"] <= 30 and use["synapses"] <= 1000 and use["fan_in"] <= 40
+    rows = {r["name"].split(" (")[0]: r["usage"] for r in report["fit"]["rows"]}
+    assert all(use[k] == rows[k] for k in ("neurons", "synapses", "fan_in", "unique_weights"))  # one set of numbers
+    for row in report["codebooks"]["fc1"]["codebook"] + report["codebooks"]["fc2"]["codebook"]:
+        assert len(set(row)) == len(row)                                  # codebook rows hold distinct values
     assert report["codebooks"]["fc1"]["scope"] == "neuron" and len(report["codebooks"]["fc1"]["codebook"][0]) == 4
     md = (out / "report.md").read_text()
     assert "deployed (fixed-point emulator)" in md and "unique_weights (per neuron)" in md
@@ -99,21 +102,21 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     with pytest.raises(TrainingError, match="checkpoint '.*checkpoint.pt' is corrupt .*; delete it or run without --resume"):
         fit(None, "digits", tiny_target(), FitConfig(**TINY), out=tmp_path / "out", resume=True)
     torch.save({"something": 1}, tmp_path / "out" / "checkpoint.pt")
-    with pytest.raises(TrainingError, match="is corrupt \\(not a spikefit checkpoint\\)"):
+    with pytest.raises(TrainingError, match="is corrupt \\(carries no checksum\\)"):
         fit(None, "digits", tiny_target(), FitConfig(**TINY), out=tmp_path / "out", resume=True)
 
 
-def test_impossible_budgets_stop_early():
-    with pytest.raises(TrainingError, match="target 'tiny' allows 9 neurons but the classifier needs 10 output neurons"):
-        fit(None, "digits", tiny_target(neurons=9), FitConfig(**TINY), progress=False)
-    with pytest.raises(TrainingError, match="target 'tiny' has 5 outputs but dataset 'digits' has 10 classes"):
-        fit(None, "digits", tiny_target(outputs=5), FitConfig(**TINY), progress=False)
-
-
-def test_a_verify_failure_names_the_row():
+def test_impossible_budgets_stop_before_the_first_epoch():
+    epochs = []
+    with pytest.raises(DoesNotFitError, match=r"target 'tiny' cannot hold this network even pruned to one neuron per "
+                                              r"hidden layer and one synapse per neuron: neurons needs 11 of 9"):
+        fit(None, "digits", tiny_target(neurons=9), FitConfig(**TINY), progress=False, callbacks=[epochs.append])
+    with pytest.raises(DoesNotFitError, match="target 'tiny' has 5 outputs but dataset 'digits' has 10 classes"):
+        fit(None, "digits", tiny_target(outputs=5), FitConfig(**TINY), progress=False, callbacks=[epochs.append])
     target = TargetSpec(name="convonly", limits=Limits(weight_bits=8), layers=LayerSpec(kinds=("conv2d",)))
-    with pytest.raises(TrainingError, match="does not fit target 'convonly': layer_kinds uses"):
-        fit(None, "digits", target, FitConfig(**{**TINY, "deploy": False}), progress=False)
+    with pytest.raises(DoesNotFitError, match=r"cannot hold this network .*: layer_kinds needs .* of conv2d at layer fc1"):
+        fit(None, "digits", target, FitConfig(**{**TINY, "deploy": False}), progress=False, callbacks=[epochs.append])
+    assert epochs == []
 
 
 def test_model_must_match_the_dataset():

@@ -100,23 +100,26 @@ def code_hashes() -> dict[str, str]:
     return {name: hashlib.sha256((here / name).read_bytes()).hexdigest()[:12] for name in TRAINER_SOURCES}
 
 
-def config_key(dataset: str, config, allocation: str | None = None) -> str:
+def config_key(dataset: str, config, allocation: str | None = None, energy_targets=()) -> str:
     """A short hash of everything that decides a cell's result besides the cell itself: the
-    dataset, the config, the pruning allocation and the trainer's sources (a changed trainer
-    invalidates a cache)."""
+    dataset, the config, the pruning allocation, the chips whose spike messages are counted and the
+    trainer's sources (a changed trainer invalidates a cache)."""
     blob = json.dumps({"dataset": dataset, "config": config.to_dict(), "allocation": allocation,
-                       "code": code_hashes()}, sort_keys=True)
+                       "energy_targets": sorted(energy_targets), "code": code_hashes()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _run_cell(cell: Cell, dataset: str, config, allocation: str | None = None) -> dict:
-    """Worker: one seeded run_method call on one torch thread."""
+def _run_cell(cell: Cell, dataset: str, config, allocation: str | None = None, energy_targets=()) -> dict:
+    """Worker: one seeded run_method call on one torch thread, then the trained network's activity
+    on the emulator (compression_energy.cell_activity)."""
     from ..baselines import run_method
+    from .compression_energy import cell_activity
 
     t0 = time.perf_counter()
     r = run_method(cell.method, dataset, cell.M, cell.sparsity, cell.seed, config, scope=cell.scope,
-                   weight_bits=config.max_weight_bits, threads=1, allocation=allocation)
+                   weight_bits=config.max_weight_bits, threads=1, allocation=allocation, keep_network=True)
     r["seconds"] = time.perf_counter() - t0
+    r["activity"] = cell_activity(r.pop("network"), dataset, config.test_limit, list(energy_targets))
     return r
 
 
@@ -137,11 +140,11 @@ def _init_worker() -> None:
 
 
 def run_cells(cells: list[Cell], dataset: str, config, jobs: int = 1, cache: Path | None = None,
-              log=None, allocation: str | None = None) -> list[dict]:
+              log=None, allocation: str | None = None, energy_targets=()) -> list[dict]:
     """Results of ``cells`` (same order). ``cache``: a JSON-lines file of finished cells; cells
     already in it with the same dataset and config are read, not run, and new ones are appended.
     ``allocation``: pruning allocation of every pruner ("global" or "layer"; None: each method's own)."""
-    key = config_key(dataset, config, allocation)
+    key = config_key(dataset, config, allocation, energy_targets)
     done: dict[Cell, dict] = {}
     if cache is not None and Path(cache).exists():
         for line in Path(cache).read_text(encoding="utf-8").splitlines():
@@ -170,11 +173,11 @@ def run_cells(cells: list[Cell], dataset: str, config, jobs: int = 1, cache: Pat
 
     if jobs <= 1 or len(todo) <= 1:
         for c in todo:
-            finish(c, _run_cell(c, dataset, config, allocation))
+            finish(c, _run_cell(c, dataset, config, allocation, energy_targets))
     else:
         ctx = _context()
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker) as ex:
-            futures = {ex.submit(_run_cell, c, dataset, config, allocation): c for c in todo}
+            futures = {ex.submit(_run_cell, c, dataset, config, allocation, energy_targets): c for c in todo}
             for fut in as_completed(futures):
                 finish(futures[fut], fut.result())
     return [done[c] for c in cells]
@@ -335,6 +338,9 @@ def tables(report: dict) -> str:
                   f"{1e3 * sp['float_step_s']:.2f} ms: ratio **{sp['ratio']:.3f}** (target <= {sp['target']}); "
                   f"medians of {sp['steps']} alternating steps, batch {sp['batch_size']}, "
                   f"{sp['time_steps']} time steps, 1 thread.", ""]
+    from .compression_energy import table as energy_table
+
+    lines += energy_table(report, _row_label)
     lines += ["### Every group", "",
               "| method | M | sparsity | scope | accuracy % | seeds | measured sparsity | max distinct | "
               "step ratio (in grid) | s per run |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -421,7 +427,10 @@ def plots(report: dict, out: Path) -> list[Path]:
         paths.append(out / f"{ds}_accuracy_vs_sparsity.png")
         fig.savefig(paths[-1], dpi=100)
         plt.close(fig)
-    return paths
+    from .compression_energy import plot as energy_plot
+
+    energy = energy_plot(report, out)
+    return paths + ([energy] if energy else [])
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -475,8 +484,11 @@ def environment(jobs: int) -> dict:
 
 def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str = "layer", prune_m: int = TARGET_M,
                   jobs: int = 1, config=None, timing_steps: int = 200, cache: Path | None = None,
-                  neuron_row: bool = True, log=None, allocation: str | None = None) -> dict:
-    """Run the grid and the speed figure; return the report (cells, summary, targets, speed)."""
+                  neuron_row: bool = True, log=None, allocation: str | None = None,
+                  energy_targets: list[str] | None = None) -> dict:
+    """Run the grid and the speed figure; return the report (cells, summary, targets, speed, energy
+    per inference on ``energy_targets``: None for every chip that publishes a per-operation constant)."""
+    from .compression_energy import add_energy, resolve_targets
     from ..datasets import load_dataset
     from ..trainer import FitConfig
 
@@ -484,11 +496,12 @@ def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str 
     config = config or FitConfig.preset("full", threads=1, deploy=False)
     if scope not in ("layer", "neuron"):
         raise BenchError(f"scope {scope!r} is not benchmarked; use 'layer' or 'neuron'")
+    energy_targets = resolve_targets(None) if energy_targets is None else list(energy_targets)
     cells = plan(methods, Ms, sparsities, range(seeds), scope, prune_m, neuron_row)
     if not cells:
         raise BenchError(f"methods {', '.join(methods)} with M {Ms} make no cell to run; add methods or M values")
     t0 = time.perf_counter()
-    results = run_cells(cells, dataset, config, jobs, cache, log, allocation)
+    results = run_cells(cells, dataset, config, jobs, cache, log, allocation, energy_targets)
     seconds = time.perf_counter() - t0
     speed = None
     if timing_steps > 0 and any(m in methods for m in ("cat", "cat-hard")):
@@ -497,10 +510,12 @@ def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str 
         speed = measure_step_ratio(dataset, config, TARGET_M, timing_steps)
     results = [r for _, r in sorted(zip(cells, results), key=lambda cr: _table_order(cr[0]))]
     summary = summarize(results)
+    add_energy(summary, results, energy_targets)
     return {"dataset": dataset, "scope": scope, "allocation": allocation, "M": list(Ms), "sparsity": list(sparsities),
             "prune_m": prune_m, "seeds": list(range(seeds)), "methods": list(methods), "config": config.to_dict(),
             "cells": len(cells), "jobs": jobs, "seconds": seconds, "results": results, "summary": summary,
             "speed": speed, "targets": check_targets(summary, speed, scope, [s for s in sparsities if s > 0]),
+            "energy_targets": energy_targets,
             "environment": environment(jobs)}
 
 
@@ -529,6 +544,9 @@ def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str 
 @click.option("--test-limit", type=click.IntRange(1), default=None, help="First N test samples.")
 @click.option("--timing-steps", type=click.IntRange(0), default=200, show_default=True,
               help="Alternating float/CAT steps timed for the speed figure (0: skip).")
+@click.option("--energy-targets", default="published", show_default=True,
+              help="Chips of the energy column and plot: 'published' (every target with a per-operation energy "
+                   "constant), 'none', or comma-separated names.")
 @click.option("--cache", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="JSON-lines file of finished cells: reused on a rerun with the same options, appended to.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -538,7 +556,7 @@ def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the tables.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation, jobs, preset, epochs,
-                train_limit, test_limit, timing_steps, cache, out, from_json, as_json, quiet):
+                train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet):
     """Accuracy of compression methods (CAT, k-means, uniform, ternary; FSC, magnitude, random pruning)
     over M and sparsity in one harness, mean ± std over seeds, with the targets checked."""
     if from_json is not None:
@@ -553,16 +571,24 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
         log = None if quiet else (lambda msg: click.echo(msg, err=True))
         report = run_benchmark(dataset, _methods(methods), _ints(Ms, "--M"), _floats(sparsity, "--sparsity"), seeds,
                                scope, prune_m, jobs, config, timing_steps, cache, neuron_row, log,
-                               None if allocation == "default" else allocation)
+                               None if allocation == "default" else allocation, _energy_targets(energy_targets))
         report["preset"] = preset
         report["command"] = _command(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation,
                                      jobs, preset, epochs, train_limit, test_limit)
+        if energy_targets != "published":
+            report["command"] += f" --energy-targets {energy_targets}"
     if out is not None:
         write_outputs(report, out)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:
         click.echo(markdown(report), nl=False)
+
+
+def _energy_targets(text: str) -> list[str]:
+    from .compression_energy import resolve_targets
+
+    return resolve_targets(text)
 
 
 def write_outputs(report: dict, out: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """The ``spikefit`` command line: thin commands over the Python API, one module per concept."""
 from __future__ import annotations
 
+import json
 from importlib import import_module
 
 import click
@@ -19,15 +20,47 @@ COMMANDS = [
 ]
 
 
-class SpikefitGroup(click.Group):
-    """Turns SpikefitError into one line on stderr and exit code 2."""
+JSON_FLAG = "spikefit.json"  # ctx.meta key: --json was given, so errors print a JSON object too
 
-    def invoke(self, ctx):
+
+def fail(ctx: click.Context, message: str, code: int = 2) -> None:
+    """End the command with one line on stderr and exit ``code``; under ``--json`` also print
+    ``{"ok": false, "error": ..., "exit_code": ...}`` on stdout (docs/cli.md)."""
+    message = " ".join(str(message).split())
+    if ctx.meta.get(JSON_FLAG):
+        click.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
+    click.echo(f"Error: {message}", err=True)
+    ctx.exit(code)
+
+
+def _usage_line(e: click.UsageError) -> str:
+    where = e.ctx.command_path if e.ctx is not None else "spikefit"
+    return f"{e.format_message()} (see '{where} --help')"
+
+
+class SpikefitGroup(click.Group):
+    """The exit-code contract (docs/cli.md): 0 ok or fits, 1 does not fit, 2 bad input. A
+    SpikefitError, a usage error or an unreadable path is one line on stderr and exit 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[JSON_FLAG] = "--json" in args[:args.index("--")] if "--" in args else "--json" in args
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            fail(ctx, _usage_line(e))
+
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SpikefitError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(2)
+            fail(ctx, str(e), getattr(e, "exit_code", 2))
+        except click.UsageError as e:
+            fail(ctx, _usage_line(e))
+        except MemoryError:
+            fail(ctx, "out of memory; run fewer samples or steps (docs/cli.md, input bounds)")
+        except OSError as e:  # e.g. a disk that filled up while writing
+            where = f" '{e.filename}'" if e.filename else ""
+            fail(ctx, f"{e.strerror or type(e).__name__}{where}; check the path and free space")
 
 
 @click.group(cls=SpikefitGroup)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import TrainingError, UnknownTargetError
+from ..errors import DoesNotFitError, TrainingError, UnknownTargetError
+from .options import SEED, STEPS
 
 
 def _epochs(value: str | None) -> dict:
@@ -36,11 +37,11 @@ def _epochs(value: str | None) -> dict:
               help="Output directory: model.nir, checkpoint.pt, report.json, report.md.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted fit in --out from its checkpoint.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of init, spikes and order.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of init, spikes and order.")
 @click.option("--preset", type=click.Choice(["full", "demo"]), default="full", show_default=True,
               help="Epoch budget: full, or demo (about a third of the epochs).")
 @click.option("--epochs", help="Epochs W[,C[,P[,F]]]: warm-up, CAT, per pruning round, fine-tune.")
-@click.option("--steps", type=int, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
+@click.option("--steps", type=STEPS, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
 @click.option("--cat-mode", type=click.Choice(["hard", "soft"]), help="Codebook assignment (default hard).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -49,6 +50,7 @@ def fit(target_name, target_file, dataset, init, out, force, resume, seed, prese
     """Fit a spiking network to a chip: float warm-up, Clusterization-Aware Training, Fisher Spike
     Contribution pruning, fine-tuning, then verify and the fixed-point emulator."""
     from ..datasets import load_dataset
+    from ..outputs import check_output_path, output_lock
     from ..plugins import get_target
     from ..spec import load_target
     from ..trainer import FitConfig, FitInterrupted
@@ -56,6 +58,7 @@ def fit(target_name, target_file, dataset, init, out, force, resume, seed, prese
 
     if bool(target_name) == bool(target_file):
         raise TrainingError("give exactly one of --target NAME or --target-file PATH")
+    check_output_path(out)
     try:
         target = load_target(target_file) if target_file else get_target(target_name)
     except UnknownTargetError:
@@ -70,19 +73,53 @@ def fit(target_name, target_file, dataset, init, out, force, resume, seed, prese
     if cat_mode:
         overrides["cat_mode"] = cat_mode
     config = FitConfig.preset(preset, **overrides)
+    _check_memory(data, config)
     model = None
     if init is not None:
         from ..nir_io import read_nir
 
         model = read_nir(init)
-    try:
-        result = run_fit(model, data, target, config, out=out, force=force, resume=resume, progress=not quiet)
-    except FitInterrupted as e:
-        click.echo(f"Interrupted: checkpoint kept in {e.path}; continue with the same command plus --resume",
-                   err=True)
-        raise SystemExit(130)
+    with output_lock(out):
+        try:
+            result = run_fit(model, data, target, config, out=out, force=force, resume=resume, progress=not quiet)
+        except FitInterrupted as e:
+            message = f"interrupted: checkpoint kept in {e.path}; continue with the same command plus --resume"
+            if as_json:
+                click.echo(json.dumps({"ok": False, "error": message, "exit_code": 130}))
+            click.echo(message[0].upper() + message[1:], err=True)
+            raise SystemExit(130)
+        except DoesNotFitError as e:
+            _does_not_fit(e, out, as_json, target.name)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        data = result.to_dict()
+        report = out / "report.json"
+        if report.exists():  # energy and latency per inference on the target (spikefit.energy)
+            data["energy"] = json.loads(report.read_text(encoding="utf-8")).get("energy")
+        click.echo(json.dumps({**data, "exit_code": 0}, indent=2))
         return
     click.echo((out / "report.md").read_text(encoding="utf-8").rstrip())
     click.echo(f"\nWrote {out / 'model.nir'}, {out / 'report.json'}, {out / 'report.md'}")
+
+
+def _does_not_fit(e: DoesNotFitError, out: Path, as_json: bool, target: str) -> None:
+    """A target the fit cannot meet (found before training, or after it: then with its report):
+    exit 1, as verify does for "does not fit"."""
+    message = " ".join(str(e).split())
+    if as_json:
+        data = e.result.to_dict() if e.result is not None else {"ok": False, "target": target, "trained": False}
+        click.echo(json.dumps({**data, "error": message, "exit_code": 1}, indent=2))
+    elif (out / "report.md").exists():
+        click.echo((out / "report.md").read_text(encoding="utf-8").rstrip())
+    click.echo(f"Does not fit: {message}", err=True)
+    raise SystemExit(1)
+
+
+def _check_memory(data, config) -> None:
+    """Refuse a fit whose encoded spikes (float32, steps x samples x inputs, held in a few copies) cannot fit."""
+    from ..bounds import check_memory
+    from ..trainer import steps_for
+
+    steps = steps_for(data, config)
+    samples = len(data.x_train[:config.train_limit]) + 2 * len(data.x_test[:config.test_limit])
+    check_memory(3 * 4 * steps * samples * data.n_inputs, f"a fit of {data.name!r} with {steps} steps",
+                 "pass fewer --steps")

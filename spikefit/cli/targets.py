@@ -136,7 +136,7 @@ def describe(spec: TargetSpec) -> str:
     if spec.description:
         lines.append(f"  {spec.description}")
     lines += [f"plugin: {spec.plugin or UNCONSTRAINED}", f"file:   {spec.path or UNCONSTRAINED}"]
-    for section in ("limits", "neuron", "core", "layers"):
+    for section in ("limits", "neuron", "core", "layers", "energy"):
         lines.append(f"[{section}]")
         part = getattr(spec, section)
         for f in fields(part):
@@ -158,8 +158,11 @@ def _registered_elsewhere(spec: TargetSpec) -> str | None:
     """A note when another registered target already uses this spec's name."""
     try:
         other = registry.registry("target").get(spec.name)
+        clash = registry.conflict("target", spec.name)
     except PluginError:
         return None
+    if clash:
+        return clash
     if other is None or (other.path and spec.path and _same_file(other.path, spec.path)):
         return None
     return (f"target name {spec.name!r} is already registered by {other.plugin or 'another plugin'}; "

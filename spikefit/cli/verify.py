@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from .options import DT
+
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--target", "-t", "target", required=True,
               help="Target chip: a registered name (see `spikefit targets`) or a .toml spec file.")
-@click.option("--dt", type=float, default=None,
+@click.option("--dt", type=DT, default=None,
               help="Seconds per step used to read the NIR file (default: from the file, else 1e-3).")
 @click.option("--vendor-check", is_flag=True,
               help="Also run the chip vendor's own fit check (from the chip's SDK plugin) and report it as its own row.")
@@ -37,7 +39,7 @@ def verify(model: Path, target: str, dt: float | None, vendor_check: bool, as_js
                                "maps", v.fits is not False,
                                " ".join(v.message.split())[:70], v.message))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({**report.to_dict(), "exit_code": 0 if report.ok else 1}, indent=2))
     else:
         click.echo(report.table())
         click.echo("")

@@ -7,6 +7,10 @@ equal spikefit's per-sample semantics, and in ``fixed_pt`` the ``emulator`` back
 """
 from __future__ import annotations
 
+import shutil
+import sys
+from contextlib import contextmanager
+
 import numpy as np
 
 from spikefit.errors import BackendError
@@ -37,16 +41,39 @@ def _inputs(network: Network, inputs, select_tag: str) -> np.ndarray:
     return x
 
 
+@contextmanager
+def _progress_bar(samples: int, steps: int, show: bool):
+    """A ``report(done_steps, total_steps)`` callback drawing samples done and time left, or None."""
+    if not show:
+        yield None
+        return
+    from tqdm import tqdm
+
+    size = shutil.get_terminal_size()  # a terminal that reports 0 x 0 gets 80 x 24 (tqdm would hide the bar)
+    bar = tqdm(total=samples, desc="lava", unit="sample", file=sys.stderr, leave=False, mininterval=0,
+               ncols=min(size.columns, 100), nrows=size.lines)
+
+    def report(done: int, total: int) -> None:
+        bar.update(min(samples, done // max(steps, 1)) - bar.n)
+
+    try:
+        yield report
+    finally:
+        bar.close()
+
+
 class LavaBackend:
     """Backend ``lava``: ``run(network, inputs) -> {population: spikes (t, b, n)}``."""
 
     name = "lava"
 
     def run(self, network: Network, inputs, *, select_tag: str = "fixed_pt",
-            timeout: float | None = None) -> dict[str, np.ndarray]:
+            timeout: float | None = None, progress: bool | None = None) -> dict[str, np.ndarray]:
         """Spikes (t, b, n) (bool) of every population for ``inputs`` (t, b, n): 0/1 spikes, or
         graded values with ``select_tag="floating_pt"``. ``timeout`` (seconds) bounds the Lava run;
-        on any error, timeout or Ctrl-C, Lava's processes are stopped and none is left behind."""
+        on any error, timeout or Ctrl-C, Lava's processes are stopped and none is left behind, and
+        if the calling process is killed its Lava processes die with it. ``progress`` shows samples
+        done and time left on stderr (default: when stderr is a terminal)."""
         if select_tag not in MODES:
             raise BackendError(f"unknown select_tag {select_tag!r}; use one of {', '.join(MODES)}")
         require_lava(BackendError)
@@ -57,8 +84,11 @@ class LavaBackend:
             return {p.name: np.zeros((T, B, p.size), dtype=bool) for p in plan.populations}
         meta, arrays = plan.to_meta_arrays()
         dtype = np.int32 if select_tag == "fixed_pt" else np.float64
-        return run_supervised(build.simulate, (build.Spec(meta, arrays), x.astype(dtype)), timeout=timeout,
-                              what=f"Lava run ({B} samples x {T} steps, {select_tag})")
+        if progress is None:
+            progress = sys.stderr.isatty()
+        with _progress_bar(B, T, progress) as report:
+            return run_supervised(build.simulate, (build.Spec(meta, arrays), x.astype(dtype)), timeout=timeout,
+                                  what=f"Lava run ({B} samples x {T} steps, {select_tag})", progress=report)
 
     def __repr__(self) -> str:
         return "LavaBackend()"

@@ -256,7 +256,7 @@ def chunk_steps(sizes) -> int:
     return int(np.clip(2 ** 21 // max(max(sizes, default=1), 1), 16, 1024))
 
 
-def simulate(spec: Spec, inputs, populations=None) -> dict[str, np.ndarray]:
+def simulate(spec: Spec, inputs, populations=None, progress=None) -> dict[str, np.ndarray]:
     """Run ``inputs`` (t, b, n) (spikefit order; 0/1 spikes, or graded values in floating_pt) on
     Lava's CPU simulator, all samples in one run; returns the spikes (t, b, n) (bool, spikefit order)
     of ``populations`` (default: all). Each sample starts from zero state, as in spikefit. The
@@ -264,7 +264,8 @@ def simulate(spec: Spec, inputs, populations=None) -> dict[str, np.ndarray]:
 
     Spikes leave Lava through ``Extractor`` processes drained after every segment of
     :func:`chunk_steps` steps: reading a sink's ``RingBuffer`` Var instead costs one channel message
-    per element (``Runtime.get_var``), which took longer than the simulation itself."""
+    per element (``Runtime.get_var``), which took longer than the simulation itself. ``progress(done,
+    total)``, when given, is called with the steps run after every segment."""
     L = lava()
     x = np.asarray(inputs)
     if x.ndim != 3:
@@ -298,6 +299,8 @@ def simulate(spec: Spec, inputs, populations=None) -> dict[str, np.ndarray]:
             done = stop
             for proc in pauses.get(stop, ()):
                 _zero_buffer(proc)
+            if progress is not None:
+                progress(done, steps)
     finally:
         source.stop()
     return {name: decode(spec, name, frames[name], T, B) for name in names}

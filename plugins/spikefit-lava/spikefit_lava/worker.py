@@ -10,13 +10,23 @@ process model, a signal), lava-nc 0.10.0 blocks forever in ``run()`` and again i
   a child that exited with a non-zero status means Lava is stuck, so it gives up at once;
 * on any way out (result, error, timeout, ``KeyboardInterrupt``) the caller terminates the group
   (SIGTERM, then SIGKILL) and reaps the worker. Inside the worker the simulation itself stops
-  Lava's runtime in a ``finally`` (:func:`spikefit_lava.build.simulate`).
+  Lava's runtime in a ``finally`` (:func:`spikefit_lava.build.simulate`);
+* when the caller itself ends without cleaning up (``kill -TERM`` or ``-KILL`` of ``spikefit run``),
+  the worker dies with it: on Linux the kernel sends it SIGKILL when its parent exits
+  (``prctl(PR_SET_PDEATHSIG)``), and every process Lava forks from it gets the same signal when the
+  worker exits (set in a fork hook), so the processes go down in a chain; Lava's multiprocessing
+  resource tracker then reads end-of-file, cleans up and exits. A watchdog thread that sees the
+  parent change kills the group where ``prctl`` is unavailable. The worker closes its copy of the
+  pipe's read end, so a write to a caller that is gone fails instead of blocking.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -79,11 +89,45 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-# -- the worker ----------------------------------------------------------------------------------------
-def _worker(conn, fn: Callable, args: tuple) -> None:
-    os.setsid()  # own process group: signals for the caller's terminal never reach Lava's processes
+# -- dying with the parent -----------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1      # linux/prctl.h
+WATCHDOG_S = 0.5          # how often the worker's watchdog looks at its parent
+
+
+def _pdeathsig(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent exits (Linux); False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
-        result = fn(*args)
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watchdog(parent: int) -> None:
+    """Kill the worker's process group once the parent is gone (reparented: getppid changes)."""
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_S)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _die_with_parent(parent: int) -> None:
+    _pdeathsig()
+    os.register_at_fork(after_in_child=_pdeathsig)  # Lava's processes die with the worker, and so on down
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watchdog, args=(parent,), daemon=True, name="spikefit-lava-watchdog").start()
+
+
+# -- the worker ----------------------------------------------------------------------------------------
+def _worker(conn, recv, parent: int, fn: Callable, args: tuple, with_progress: bool) -> None:
+    recv.close()  # only the caller reads: with this end closed here, a write to a dead caller fails fast
+    os.setsid()  # own process group: signals for the caller's terminal never reach Lava's processes
+    _die_with_parent(parent)
+    try:
+        kwargs = {"progress": lambda done, total: conn.send(("progress", done, total))} if with_progress else {}
+        result = fn(*args, **kwargs)
         conn.send(("ok", result))
     except BaseException as e:  # report everything; the caller turns it into a BackendError
         conn.send(("error", type(e).__name__, str(e).splitlines()[0] if str(e) else "", traceback.format_exc()))
@@ -106,13 +150,17 @@ def _terminate(proc, pgid: int) -> None:
     proc.join(KILL_GRACE_S)
 
 
-def run_supervised(fn: Callable, args: tuple = (), *, timeout: float | None = None, what: str = "Lava run") -> Any:
+def run_supervised(fn: Callable, args: tuple = (), *, timeout: float | None = None, what: str = "Lava run",
+                   progress: Callable[[int, int], None] | None = None) -> Any:
     """``fn(*args)`` in a forked worker in its own process group; returns its result or raises
     :class:`BackendError` (the worker's exception, a dead Lava process, or ``timeout`` seconds
-    passed). ``KeyboardInterrupt`` in the caller propagates after the group is terminated."""
+    passed). ``KeyboardInterrupt`` in the caller propagates after the group is terminated. With
+    ``progress``, ``fn`` is called with ``progress=report`` and each ``report(done, total)`` in the
+    worker calls ``progress(done, total)`` here."""
     ctx = mp.get_context("fork")  # Lava needs fork (its message infrastructure); the worker inherits the shim
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, fn, args), name="spikefit-lava-worker")
+    proc = ctx.Process(target=_worker, args=(send, recv, os.getpid(), fn, args, progress is not None),
+                       name="spikefit-lava-worker")
     proc.start()
     send.close()
     pgid = proc.pid
@@ -127,6 +175,11 @@ def run_supervised(fn: Callable, args: tuple = (), *, timeout: float | None = No
                     proc.join(1.0)
                     raise BackendError(f"the {what} worker exited with status {proc.exitcode} without a result; "
                                        "run again, and report it if it repeats") from None
+                if message[0] == "progress":
+                    if progress is not None:
+                        progress(message[1], message[2])
+                    message = None
+                    continue
                 break
             if not proc.is_alive():
                 raise BackendError(f"the {what} worker exited with status {proc.exitcode} without a result; "
