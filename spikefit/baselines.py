@@ -99,17 +99,17 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
         torch.manual_seed(seed)
         model = default_model(ds, cfg)
         x_train, y_train = ds.x_train[:cfg.train_limit], torch.as_tensor(ds.y_train[:cfg.train_limit])
-        x_test = torch.as_tensor(encode(ds.x_test[:cfg.test_limit], T, cfg.encoding, seed=seed * 2 + 1))
+        x_test = torch.as_tensor(encode(ds.x_test[:cfg.test_limit], T, cfg.encoding or "rate", seed=seed * 2 + 1))
         y_test = ds.y_test[:cfg.test_limit]
         fisher_n = min(cfg.fisher_samples, len(y_train))
-        x_fisher = torch.as_tensor(encode(x_train[:fisher_n], T, cfg.encoding, seed=epoch_seed(seed, -2)))
+        x_fisher = torch.as_tensor(encode(x_train[:fisher_n], T, cfg.encoding or "rate", seed=epoch_seed(seed, -2)))
         epoch = [0]
 
         def run_epochs(n: int, lr: float, timer: list | None = None, on_step_factory=None):
             opt = make_optimizer(model, lr)
             for k in range(n):
                 set_lr(opt, stage_lr(lr, k, n))
-                x = torch.as_tensor(encode(x_train, T, cfg.encoding, seed=epoch_seed(seed, epoch[0])))
+                x = torch.as_tensor(encode(x_train, T, cfg.encoding or "rate", seed=epoch_seed(seed, epoch[0])))
                 gen = torch.Generator().manual_seed(epoch_seed(seed, epoch[0]))
                 on_step = on_step_factory(k, n, x.shape[1]) if on_step_factory else None
                 train_epoch(model, x, y_train, opt, cfg.batch_size, scale, gen, on_step, timer)
@@ -182,7 +182,7 @@ def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = 
         quant.load_state_dict(plain.state_dict())
         C.attach_cat(quant, C.CatSpec(M, scope, weight_bits, "layer", mode))
         opts = {id(m): make_optimizer(m, cfg.lr) for m in (plain, quant)}
-        x = torch.as_tensor(encode(ds.x_train[:cfg.batch_size * 8], T, cfg.encoding, seed=cfg.seed))
+        x = torch.as_tensor(encode(ds.x_train[:cfg.batch_size * 8], T, cfg.encoding or "rate", seed=cfg.seed))
         y = torch.as_tensor(ds.y_train[:cfg.batch_size * 8])
         times = {id(plain): [], id(quant): []}
         for k in range(steps + 5):

@@ -28,7 +28,8 @@ import torch
 
 from . import cat as C
 from . import chipfit, fsc
-from .datasets import Dataset, encode, load_dataset, predict
+from .datafiles import resolve
+from .datasets import Dataset, check_encoding, encode, load_dataset, predict, time_major
 from .errors import DatasetError, DoesNotFitError, ModelError, TrainingError
 from .network import Network
 from .nn import SNN, count_loss
@@ -48,11 +49,12 @@ class FitConfig:
 
     # -- network (used when no model is given) ------------------------------------------------
     hidden: tuple[int, ...] | None = None  # hidden layer sizes; None: per dataset (digits 128, mnist1d 256)
-    steps: int | None = None               # time steps T; None: per dataset (digits 16, mnist1d 20)
+    steps: int | None = None               # time steps T; None: per dataset (digits 16, mnist1d 20; a sequence its own t)
     du: float = 1.0                        # u = this step's input: no current state to round (Lava du=4095)
     dv: float = 0.125                      # 512/4096: a mild leak; exact on 12-bit decays (IF when the chip lacks LIF)
     vth: float = 1.0                       # threshold; weights scale to it
-    encoding: str = "rate"                 # chips take spikes: Bernoulli rate code, fresh every epoch
+    encoding: str | None = None            # static inputs: "rate" (chips take spikes; fresh every epoch) or "current";
+                                           # None: what the model expects (snnTorch/Norse files: current, else rate)
     # -- optimisation -----------------------------------------------------------------------
     batch_size: int = 64                   # small batches: more steps per epoch on a small dataset
     lr: float = 3e-3                       # Adam; float warm-up, CAT and pruning rounds
@@ -61,6 +63,7 @@ class FitConfig:
     logit_scale: float = 8.0               # logits = logit_scale * counts / T (a full-rate neuron = 8 nats)
     # -- stages (epochs) --------------------------------------------------------------------
     warmup_epochs: int = 20                # float accuracy plateaus near 20 epochs on digits
+    init_warmup_epochs: int = 0            # a given (trained) model: its float weights start CAT as they are
     cat_epochs: int = 10                   # codebook and weights co-adapt
     prune_rounds: int = 3                  # budgets approached geometrically: gentler than one cut
     prune_epochs: int = 3                  # recovery after each pruning round
@@ -87,7 +90,10 @@ class FitConfig:
             raise TrainingError(f"unknown cat_mode {self.cat_mode!r}; use one of {', '.join(C.MODES)}")
         if self.prune_scorer not in SCORERS:
             raise TrainingError(f"unknown prune_scorer {self.prune_scorer!r}; use one of {', '.join(SCORERS)}")
-        for f in ("warmup_epochs", "cat_epochs", "prune_rounds", "prune_epochs", "finetune_epochs"):
+        if self.encoding is not None and self.encoding not in ENCODINGS:
+            raise TrainingError(f"unknown encoding {self.encoding!r}; use one of {', '.join(ENCODINGS)}")
+        for f in ("warmup_epochs", "init_warmup_epochs", "cat_epochs", "prune_rounds", "prune_epochs",
+                  "finetune_epochs"):
             if getattr(self, f) < 0:
                 raise TrainingError(f"{f} {getattr(self, f)} must be 0 or more")
         if self.steps is not None and self.steps < 1:
@@ -114,6 +120,8 @@ class FitConfig:
 
 
 SCORERS = ("fsc", "magnitude", "random")
+ENCODINGS = ("rate", "current")
+CURRENT_CONVENTIONS = ("snntorch", "norse-1.1")  # libraries whose models take static inputs as currents
 
 
 @dataclass
@@ -131,10 +139,12 @@ class FitResult:
     out: Path | None = None                # output directory (None: nothing written)
     agreement: float | None = None         # emulator prediction == torch prediction, fraction of test samples
     pruning: dict = field(default_factory=dict)  # per pruning stage: budgets that bound, usage after it
+    deployed_on: str | None = None         # backend of the deployed accuracy (emulator-float for current inputs)
 
     def to_dict(self) -> dict:
         return {"target": self.target, "dataset": self.dataset, "accuracy": self.accuracy,
-                "agreement": self.agreement, "ok": bool(self.report.ok), "history": self.history,
+                "agreement": self.agreement, "deployed_on": self.deployed_on, "ok": bool(self.report.ok),
+                "history": self.history,
                 "config": self.config.to_dict(), "out": None if self.out is None else str(self.out)}
 
 
@@ -159,15 +169,18 @@ def default_model(dataset: Dataset, config: FitConfig, target=None) -> SNN:
 
 
 def resolve_data(data) -> Dataset:
-    if isinstance(data, Dataset):
-        return data
-    if isinstance(data, str):
-        return load_dataset(data)
-    raise DatasetError(f"data must be a dataset name or a spikefit.datasets.Dataset, got {type(data).__name__}")
+    """A Dataset from a name, an .npz / HDF5 path, a Dataset or a (train, test) pair of torch datasets."""
+    return resolve(data)
 
 
 def steps_for(dataset: Dataset, config: FitConfig) -> int:
-    return int(config.steps or DEFAULT_STEPS.get(dataset.name, 16))
+    """Time steps: the config's, else a sequence's own length, else the per-dataset default."""
+    if config.steps is not None:
+        if dataset.steps is not None and config.steps > dataset.steps:
+            raise DatasetError(f"steps {config.steps} exceed the {dataset.steps} time steps of x_train "
+                               f"{tuple(dataset.x_train.shape)}; pass --steps {dataset.steps} or fewer")
+        return int(config.steps)
+    return int(dataset.steps or DEFAULT_STEPS.get(dataset.name, 16))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -296,11 +309,12 @@ def load_network(path) -> Network:
         _share_codebooks(model, ck["arch"])
         model.load_state_dict(ck["model"])
         config = FitConfig.from_dict(ck["config"])
-        steps = steps_for(load_dataset(ck["dataset"]), config)
+        steps = ck["steps"] if "steps" in ck else steps_for(load_dataset(ck["dataset"]), config)
+        encoding = ck.get("encoding", config.encoding or "rate")
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise ModelError(f"checkpoint {str(path)!r} is corrupt ({type(e).__name__}); use the model.nir of its fit "
                          "or fit again") from None
-    meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": config.encoding,
+    meta = {"target": ck["target"], "dataset": ck["dataset"], "steps": steps, "encoding": encoding,
             "seed": config.seed}
     return model.to_network(metadata=meta)
 
@@ -350,9 +364,12 @@ class Trainer:
         self.out = None if out is None else Path(out)
         self.callbacks = list(callbacks or [])
         self.progress = progress
+        self.user_model = model is not None        # a given model: fine-tuned from its own weights
+        self.convention = None                     # the NIR convention it was read with (snntorch, norse-1.1, ...)
+        self.model = self._model(model)            # conforms the data's layout to the model's input
         self.steps = steps_for(self.data, self.config)
+        self.encoding = self._encoding()
         check_target(self.target, self.data, self.config)
-        self.model = self._model(model)
         chipfit.check_feasible(self.model, self.target)   # seconds, before any epoch
         self.spec = cat_spec(self.target, self.config)
         self._load_data()
@@ -364,39 +381,47 @@ class Trainer:
         if model is None:
             return default_model(self.data, self.config, self.target)
         if isinstance(model, Network):
+            self.convention = (model.metadata.get("nir_convention") or {}).get("name")
             model = SNN.from_network(model)
         if not isinstance(model, SNN):
             raise ModelError(f"model must be a spikefit SNN, a Network or None, got {type(model).__name__}")
-        n_in = int(np.prod(model.input_shape))
-        if n_in != self.data.n_inputs:
-            raise ModelError(f"model input {model.input_name!r} has {n_in} channels but dataset {self.data.name!r} "
-                             f"has {self.data.n_inputs}; use a model built for this dataset")
-        n_out = model.output_population().size
-        if n_out != self.data.n_classes:
-            raise ModelError(f"model output {model.output_population().name!r} has {n_out} neurons but dataset "
-                             f"{self.data.name!r} has {self.data.n_classes} classes")
-        for s in model.synapses():  # the warm-up is float; CAT re-clusters from the weights (pruned zeros stay)
+        self.data = self.data.conform(model.input_shape, model.input_name)
+        out = model.output_population()
+        self.data.check_labels(out.size, what=f"the model output {out.name!r} has {out.size} neurons")
+        for s in model.synapses():  # CAT re-clusters from the float weights (pruned zeros stay)
             s.quant = None
         return model
 
+    def _encoding(self) -> str:
+        """The config's encoding, else what the model expects: currents for snnTorch and Norse models."""
+        enc = self.config.encoding or ("current" if self.convention in CURRENT_CONVENTIONS else "rate")
+        check_encoding(self.data, enc)
+        return enc
+
+    def _split(self, split: str, seed: int, limit: int | None) -> torch.Tensor:
+        """Inputs (t, b, *shape) of a split: static values encoded with ``seed``, sequences as given."""
+        if self.data.layout == "sequence" and split == "train" and limit == self.config.train_limit:
+            if self._train_frames is None:  # frames do not change between epochs: build them once
+                self._train_frames = torch.as_tensor(time_major(self.data, "train", self.steps, limit=limit)[0])
+            return self._train_frames
+        return torch.as_tensor(time_major(self.data, split, self.steps, self.encoding, seed, limit)[0])
+
     def _load_data(self) -> None:
         cfg, ds = self.config, self.data
-        self.x_train_int = ds.x_train[:cfg.train_limit]
+        self._train_frames = None
         self.y_train = torch.as_tensor(ds.y_train[:cfg.train_limit])
-        x_test = ds.x_test[:cfg.test_limit]
         self.y_test = ds.y_test[:cfg.test_limit]
         # The test split's fixed spikes (datasets.encoded_split's stream): torch and emulator see the same.
-        self.x_test = encode(x_test, self.steps, cfg.encoding, seed=cfg.seed * 2 + 1)
-        self.x_test_t = torch.as_tensor(self.x_test)
+        self.x_test_t = self._split("test", cfg.seed * 2 + 1, cfg.test_limit)
+        self.x_test = self.x_test_t.numpy().reshape(self.x_test_t.shape[0], self.x_test_t.shape[1], -1)
         fisher_n = min(cfg.fisher_samples, len(self.y_train))
-        self.x_fisher = torch.as_tensor(encode(self.x_train_int[:fisher_n], self.steps, cfg.encoding,
-                                               seed=epoch_seed(cfg.seed, -2)))
+        self.x_fisher = self._split("train", epoch_seed(cfg.seed, -2), fisher_n)
         self.y_fisher = self.y_train[:fisher_n]
 
     # -- stages --------------------------------------------------------------------------------
     def stages(self) -> list[tuple[str, int, float]]:
         cfg = self.config
-        plan = [("warmup", cfg.warmup_epochs, cfg.lr)]
+        plan = [("warmup", cfg.init_warmup_epochs if self.user_model else cfg.warmup_epochs, cfg.lr)]
         if self.spec.active:
             plan.append(("cat", cfg.cat_epochs, cfg.lr))
         plan += [(f"prune{r}", cfg.prune_epochs, cfg.prune_lr) for r in range(1, cfg.prune_rounds + 1)]
@@ -466,7 +491,7 @@ class Trainer:
         cfg = self.config
         ge = self.state["global_epoch"]
         set_lr(self.opt, stage_lr(lr, epoch, epochs))
-        x = torch.as_tensor(encode(self.x_train_int, self.steps, cfg.encoding, seed=epoch_seed(cfg.seed, ge)))
+        x = self._split("train", epoch_seed(cfg.seed, ge), cfg.train_limit)
         gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, ge))
         on_step = None
         if name == "cat" and cfg.cat_mode == "soft":
@@ -484,7 +509,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint(self) -> dict:
         return {"version": CHECKPOINT_VERSION, "config": self.config.to_dict(), "target": self.target.name,
-                "dataset": self.data.name, "arch": self.model.arch(), "model": self.model.state_dict(),
+                "dataset": self.data.name, "steps": self.steps, "encoding": self.encoding, "arch": self.model.arch(), "model": self.model.state_dict(),
                 "optimizer": None if self.opt is None else self.opt.state_dict(), "state": self.state,
                 "torch_rng": torch.get_rng_state()}
 
@@ -523,6 +548,7 @@ class Trainer:
                 if saved != cfg:
                     self.config = cfg = saved  # the checkpoint's config wins: a resumed fit is the same fit
                     self.steps = steps_for(self.data, cfg)
+                    self.encoding = self._encoding()
                     self.spec = cat_spec(self.target, cfg)
                     self._load_data()
                 self.restore(ck)
@@ -539,6 +565,9 @@ class Trainer:
 
         plan = self.stages()
         st = self.state
+        if self.user_model and "user" not in self.state["accuracy"]:
+            # the user's own model, as given, on the same test inputs as every stage after it
+            self.state["accuracy"]["user"] = evaluate(self.model, self.x_test_t, self.y_test)
         if self.out is not None and not resume_point_exists(self.out):
             self.save()  # a resumable point exists before the first epoch ends
         while st["stage"] < len(plan):
@@ -583,21 +612,24 @@ class Trainer:
         fitted_pred = predict_model(self.model, self.x_test_t)
         acc["fitted"] = float((fitted_pred == self.y_test).mean())
         meta = {"target": self.target.name, "dataset": self.data.name, "steps": self.steps,
-                "encoding": cfg.encoding, "seed": cfg.seed}
+                "encoding": self.encoding, "seed": cfg.seed, "layout": self.data.layout}
         network = self.model.to_network(metadata=meta)
         report = verify(network, self.target)
         agreement = None
         acc["deployed"] = None
+        deployed_on = None
         if cfg.deploy:
             from .plugins import get_backend
 
-            spikes = get_backend("emulator").run(network, self.x_test)
+            binary = bool(np.isin(self.x_test, (0.0, 1.0)).all())
+            deployed_on = "emulator" if binary else "emulator-float"  # the fixed-point chip path takes spikes
+            spikes = get_backend(deployed_on).run(network, self.x_test)
             counts = np.asarray(spikes[self.model.output_population().name]).sum(0)
             deployed_pred = predict(counts)
             acc["deployed"] = float((deployed_pred == self.y_test).mean())
             agreement = float((deployed_pred == fitted_pred).mean())
         result = FitResult(self.model, network, report, acc, self.state["history"], cfg, self.target.name,
-                           self.data.name, self.out, agreement, self.state["pruned"])
+                           self.data.name, self.out, agreement, self.state["pruned"], deployed_on)
         if self.out is not None:
             self._write(result)
         if not report.ok:
@@ -682,7 +714,7 @@ def network_usage(network: Network) -> dict:
 
 def report_dict(result: FitResult, model: SNN) -> dict:
     return {"target": result.target, "dataset": result.dataset, "ok": bool(result.report.ok),
-            "accuracy": result.accuracy, "agreement": result.agreement,
+            "accuracy": result.accuracy, "agreement": result.agreement, "deployed_on": result.deployed_on,
             "usage": {**chipfit.usage(result.report), **network_usage(result.network)},
             "pruning": result.pruning,
             "stages": result.history, "codebooks": codebooks(model),
@@ -695,14 +727,26 @@ def _pct(v) -> str:
 
 def report_markdown(result: FitResult, data: dict) -> str:
     acc = result.accuracy
+    user = acc.get("user")
+
+    def row(label: str, value, empty: str = "-") -> str:
+        shown = _pct(value) if value is not None else empty
+        if user is None:
+            return f"| {label} | {shown} |"
+        delta = "-" if value is None else f"{100 * (value - user):+.2f} pp"
+        return f"| {label} | {shown} | {delta} |"
+
+    deployed = {"emulator": "fixed-point emulator", "emulator-float": "float emulator: current inputs"}
+    head = ["| stage | test accuracy |", "|---|---|"]
+    if user is not None:
+        head = ["| stage | test accuracy | vs the user's model |", "|---|---|---|", row("user model (as given, before fitting)", user)]
     lines = [f"# Fit of `{result.dataset}` to `{result.target}`", "",
-             f"Verdict: **{'fits' if result.report.ok else 'does not fit'}**", "",
-             "| stage | test accuracy |", "|---|---|",
-             f"| float (after warm-up) | {_pct(acc.get('float'))} |",
-             f"| CAT (quantized, hard) | {_pct(acc.get('cat'))} |",
-             f"| FSC pruned | {_pct(acc.get('pruned')) if acc.get('pruned') is not None else '- (no budget binds)'} |",
-             f"| fitted (torch) | {_pct(acc.get('fitted'))} |",
-             f"| deployed (fixed-point emulator) | {_pct(acc.get('deployed'))} |", ""]
+             f"Verdict: **{'fits' if result.report.ok else 'does not fit'}**", "", *head,
+             row("float (after warm-up)", acc.get("float")),
+             row("CAT (quantized, hard)", acc.get("cat")),
+             row("FSC pruned", acc.get("pruned"), "- (no budget binds)"),
+             row("fitted (torch)", acc.get("fitted")),
+             row(f"deployed ({deployed.get(result.deployed_on, 'fixed-point emulator')})", acc.get("deployed")), ""]
     if result.agreement is not None:
         lines += [f"Emulator and torch predictions agree on {_pct(result.agreement)} of the test samples.", ""]
     use = data["usage"]
@@ -749,10 +793,11 @@ def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path
                                 "to continue its fit")
         elif out.exists() and not out.is_dir():
             raise TrainingError(f"output path {str(out)!r} is a file; choose a directory")
-        else:
-            if out.exists():
-                for name in (CHECKPOINT, "model.nir", "report.json", "report.md"):
-                    (out / name).unlink(missing_ok=True)
-            out.mkdir(parents=True, exist_ok=True)
+    # data, model and target are checked before anything is written
     trainer = Trainer(model, data, target, config, out=out, callbacks=callbacks, progress=progress)
+    if out is not None and not resume:
+        if out.exists():
+            for name in (CHECKPOINT, "model.nir", "report.json", "report.md"):
+                (out / name).unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     return trainer.fit(resume=resume)

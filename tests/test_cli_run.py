@@ -71,8 +71,9 @@ def test_run_input_size_mismatch_exits_2(tmp_path):
 
 def test_run_usage_errors_exit_2(tmp_path):
     model, x, y = one_hot_files(tmp_path)
-    assert_one_line_error(invoke("run", model), r"nothing to run: pass --dataset NAME or --inputs X\.npy")
-    assert_one_line_error(invoke("run", model, "--inputs", x, "--dataset", "digits"), "either --dataset or --inputs")
+    assert_one_line_error(invoke("run", model), r"nothing to run: pass --dataset NAME, --data FILE or --inputs X\.npy")
+    assert_one_line_error(invoke("run", model, "--inputs", x, "--dataset", "digits"),
+                          "pass one of --dataset, --data, --inputs, not --dataset and --inputs")
     (tmp_path / "bad.npy").write_text("not numpy")
     assert_one_line_error(invoke("run", model, "--inputs", tmp_path / "bad.npy"), r"inputs file '.*bad\.npy' is not a \.npy")
     assert_one_line_error(invoke("run", model, "--inputs", x, "--backend", "nope"), r"unknown backend 'nope'")
