@@ -140,10 +140,12 @@ class FitResult:
     agreement: float | None = None         # emulator prediction == torch prediction, fraction of test samples
     pruning: dict = field(default_factory=dict)  # per pruning stage: budgets that bound, usage after it
     deployed_on: str | None = None         # backend of the deployed accuracy (emulator-float for current inputs)
+    user: dict | None = None               # a given model: its NIR convention, decays rounded to 1/4096, encoding
 
     def to_dict(self) -> dict:
         return {"target": self.target, "dataset": self.dataset, "accuracy": self.accuracy,
-                "agreement": self.agreement, "deployed_on": self.deployed_on, "ok": bool(self.report.ok),
+                "agreement": self.agreement, "deployed_on": self.deployed_on, "user_model": self.user,
+                "ok": bool(self.report.ok),
                 "history": self.history,
                 "config": self.config.to_dict(), "out": None if self.out is None else str(self.out)}
 
@@ -367,6 +369,7 @@ class Trainer:
         self.user_model = model is not None        # a given model: fine-tuned from its own weights
         self.convention = None                     # the NIR convention it was read with (snntorch, norse-1.1, ...)
         self.model = self._model(model)            # conforms the data's layout to the model's input
+        self.snapped = list(getattr(self.model, "snapped", []))
         self.steps = steps_for(self.data, self.config)
         self.encoding = self._encoding()
         check_target(self.target, self.data, self.config)
@@ -382,7 +385,7 @@ class Trainer:
             return default_model(self.data, self.config, self.target)
         if isinstance(model, Network):
             self.convention = (model.metadata.get("nir_convention") or {}).get("name")
-            model = SNN.from_network(model)
+            model = SNN.from_network(model, snap=True)  # decays to the chips' 1/4096 steps (listed in the report)
         if not isinstance(model, SNN):
             raise ModelError(f"model must be a spikefit SNN, a Network or None, got {type(model).__name__}")
         self.data = self.data.conform(model.input_shape, model.input_name)
@@ -629,7 +632,8 @@ class Trainer:
             acc["deployed"] = float((deployed_pred == self.y_test).mean())
             agreement = float((deployed_pred == fitted_pred).mean())
         result = FitResult(self.model, network, report, acc, self.state["history"], cfg, self.target.name,
-                           self.data.name, self.out, agreement, self.state["pruned"], deployed_on)
+                           self.data.name, self.out, agreement, self.state["pruned"], deployed_on,
+                           self._user_info())
         if self.out is not None:
             self._write(result)
         if not report.ok:
@@ -638,6 +642,13 @@ class Trainer:
             raise DoesNotFitError(f"the fitted network does not fit target {self.target.name!r}: {bad.name} uses "
                                 f"{bad.usage} of {bad.limit}{where}; see {self.out / 'report.md' if self.out else 'the report'}")
         return result
+
+    def _user_info(self) -> dict | None:
+        if not self.user_model:
+            return None
+        return {"convention": self.convention, "input_shape": list(self.model.input_shape),
+                "layout": self.data.layout, "encoding": self.encoding,
+                "snapped": [{"node": n, "parameter": k, "was": a, "now": b} for n, k, a, b in self.snapped]}
 
     def _write(self, result: FitResult) -> None:
         from .nir_io import write_nir
@@ -715,6 +726,7 @@ def network_usage(network: Network) -> dict:
 def report_dict(result: FitResult, model: SNN) -> dict:
     return {"target": result.target, "dataset": result.dataset, "ok": bool(result.report.ok),
             "accuracy": result.accuracy, "agreement": result.agreement, "deployed_on": result.deployed_on,
+            "user_model": result.user,
             "usage": {**chipfit.usage(result.report), **network_usage(result.network)},
             "pruning": result.pruning,
             "stages": result.history, "codebooks": codebooks(model),
@@ -749,6 +761,14 @@ def report_markdown(result: FitResult, data: dict) -> str:
              row(f"deployed ({deployed.get(result.deployed_on, 'fixed-point emulator')})", acc.get("deployed")), ""]
     if result.agreement is not None:
         lines += [f"Emulator and torch predictions agree on {_pct(result.agreement)} of the test samples.", ""]
+    if result.user is not None:
+        u = result.user
+        inputs = "frames as given" if u["layout"] == "sequence" else f"static inputs as {u['encoding']}"
+        lines += [f"The given model ({u['convention'] or 'spikefit'} convention, input {tuple(u['input_shape'])}, "
+                  f"{inputs}) was fine-tuned from its own weights.", ""]
+        lines += [f"- `{d['node']}`: {d['parameter']} {d['was']:.6g} rounded to {d['now']:.6g} (a multiple of 1/4096, "
+                  "the chips' 12-bit decays)" for d in u["snapped"]]
+        lines += [""] if u["snapped"] else []
     use = data["usage"]
     lines += [f"Neurons {use['neurons']}; non-zero weights {use['weights_nonzero']} of {use['weights_total']} "
               f"({100 * use['sparsity']:.1f} % zero: pruned or absent).", "",

@@ -50,7 +50,8 @@ def _epochs(value: str | None) -> dict:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of init, spikes and order.")
 @click.option("--preset", type=click.Choice(["full", "demo"]), default="full", show_default=True,
               help="Epoch budget: full, or demo (about a third of the epochs).")
-@click.option("--epochs", help="Epochs W[,C[,P[,F]]]: warm-up, CAT, per pruning round, fine-tune.")
+@click.option("--epochs", help="Epochs W[,C[,P[,F]]]: warm-up, CAT, per pruning round, fine-tune. With --init, W "
+              "is a float fine-tune of the given weights (default 0: CAT starts from them).")
 @click.option("--steps", type=int, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
 @click.option("--cat-mode", type=click.Choice(["hard", "soft"]), help="Codebook assignment (default hard).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -83,6 +84,8 @@ def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding
     if layout and dataset and layout != data.layout:
         raise DatasetError(f"dataset {dataset!r} is a {data.layout} dataset; drop --layout")
     overrides = {"seed": seed, **_epochs(epochs)}
+    if init is not None and "warmup_epochs" in overrides:  # a given model's float fine-tune before CAT
+        overrides["init_warmup_epochs"] = overrides["warmup_epochs"]
     if encoding:
         overrides["encoding"] = encoding
     if steps is not None:
