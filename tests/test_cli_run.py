@@ -113,3 +113,19 @@ def test_run_as_a_real_process(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["accuracy"] == 1.0
+
+
+def test_run_currents_picks_the_float_emulator(tmp_path):
+    """Graded inputs (currents) run on emulator-float unless a backend is named; a backend that takes
+    only spikes says in one line which one takes currents."""
+    model, _, y = one_hot_files(tmp_path, held=True)
+    np.save(tmp_path / "cur.npy", 0.6 * np.eye(4, dtype=np.float32))   # (b, n) held for --steps steps
+    r = invoke("run", model, "--inputs", tmp_path / "cur.npy", "--labels", y, "--steps", "3", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["backend"] == "emulator-float" and res["accuracy"] == 1.0   # 2 x 0.6 = 1.2 > vth every step
+    assert_one_line_error(invoke("run", model, "--inputs", tmp_path / "cur.npy", "--backend", "emulator"),
+                          r"^Error: the inputs are currents \(values in \[0, 0\.6\]\) and backend 'emulator' takes 0/1 "
+                          r"spikes; run currents on 'emulator-float', or fit with --encoding rate")
+    r = invoke("run", model, "--inputs", tmp_path / "cur.npy", "--compare", "emulator-float,emulator")
+    assert r.exit_code == 2 and "backend 'emulator' takes 0/1 spikes" in r.stderr

@@ -170,3 +170,31 @@ def test_snntorch_recurrent_mlp_on_spike_sequences(tmp_path):
     reports = fit_to_chips(tmp_path, tmp_path / "user.nir", tmp_path / "user.npz", own, targets=("loihi2",))
     snapped = reports["loihi2"]["user_model"]["snapped"]    # beta 0.875: dv = 512/4096 up to float32 rounding
     assert snapped and all(d["now"] == 0.125 and abs(d["was"] - 0.125) < 1e-6 for d in snapped)
+
+
+def test_static_currents_fit_and_run_on_the_float_emulator(tmp_path):
+    """Static (n, features) values enter an snnTorch model as currents by default; the chip path takes
+    spikes, so the deployed accuracy and ``run`` use emulator-float, and emulator/lava say so in one line."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 16), leaky((16,), 0.875), torch.nn.Linear(16, 4), leaky((4,), 0.875))
+    rng = np.random.default_rng(6)
+    (x, y), (xt, yt) = [(f.reshape(len(f), 4, 64).mean(1), lab) for f, lab in (bars(200, 4, 6), bars(80, 4, 7))]
+    x, xt = x + 0.05 * rng.random(x.shape), xt + 0.05 * rng.random(xt.shape)   # graded values, not spikes
+    held = lambda d: np.repeat(d[:, None], 8, axis=1).astype(np.float32)       # noqa: E731  constant current, 8 steps
+    train(net, snntorch_counts, held(x), y, epochs=10, lr=5e-3)
+    own = accuracy(snntorch_counts, net, held(xt), yt)
+    nir.write(tmp_path / "user.nir", export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
+    np.savez(tmp_path / "user.npz", x_train=x.astype(np.float32), y_train=y, x_test=xt.astype(np.float32), y_test=yt)
+    out = tmp_path / "fit"
+    r = invoke("fit", "--init", tmp_path / "user.nir", "--data", tmp_path / "user.npz", "--target", "loihi2",
+               "--steps", "8", "--out", out, "--epochs", EPOCHS, "--quiet", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["user_model"]["encoding"] == "current" and res["deployed_on"] == "emulator-float"
+    assert abs(res["accuracy"]["user"] - own) <= 0.0125 and res["accuracy"]["fitted"] >= res["accuracy"]["user"] - TOLERANCE
+    r = invoke("run", out / "model.nir", "--data", tmp_path / "user.npz", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["backend"] == "emulator-float"
+    r = invoke("run", out / "model.nir", "--data", tmp_path / "user.npz", "--compare", "emulator,lava")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: the inputs are currents (values in [") and \
+        "backend 'emulator' takes 0/1 spikes; run currents on 'emulator-float'" in r.stderr
