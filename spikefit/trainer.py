@@ -309,3 +309,12 @@ def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path
                 (out / name).unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
     return trainer.fit(resume=resume)
+
+
+__all__ = [  # the fit's API, and the engine's parts it has always exported
+    "FitConfig", "FitResult", "FitInterrupted", "Trainer", "fit", "default_model", "resolve_data", "steps_for",
+    "check_target", "cat_spec", "load_network", "load_checkpoint", "resume_point_exists", "atomic_save",
+    "atomic_write_text", "CHECKPOINT", "DEFAULT_HIDDEN", "DEFAULT_STEPS", "ENCODINGS", "SCORERS", "encode",
+    "epoch_seed", "deterministic", "evaluate", "predict_model", "make_optimizer", "set_lr", "stage_lr", "train_epoch",
+    "codebooks", "network_usage", "report_dict", "report_markdown",
+]
