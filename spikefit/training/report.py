@@ -125,7 +125,7 @@ def report_markdown(result: FitResult, data: dict) -> str:
         inputs = "frames as given" if u["layout"] == "sequence" else f"static inputs as {u['encoding']}"
         lines += [f"The given model ({u['convention'] or 'spikefit'} convention, input {tuple(u['input_shape'])}, "
                   f"{inputs}) was fine-tuned from its own weights.", ""]
-        lines += [f"- `{d['node']}`: {d['parameter']} {d['was']:.6g} rounded to {d['now']:.6g} (a multiple of 1/4096, "
+        lines += [f"- `{d['node']}`: {d['parameter']} {d['was']:.10g} rounded to {d['now']:.10g} (a multiple of 1/4096, "
                   "the chips' 12-bit decays)" for d in u["snapped"]]
         lines += [""] if u["snapped"] else []
     use = data["usage"]
