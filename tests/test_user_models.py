@@ -151,9 +151,8 @@ def test_norse_mlp(tmp_path):
 
 
 def test_snntorch_recurrent_mlp_on_spike_sequences(tmp_path):
-    """(n, t, features) spikes into a recurrent hidden layer (RLeaky) and a Leaky readout, on Loihi 2.
-    (On TrueNorth the hidden neurons' feed-forward and recurrent connections each get their own
-    per-neuron codebook, 2 x 4 values where the chip holds 4: the fit ends with exit 1, naming the row.)"""
+    """(n, t, features) spikes into a recurrent hidden layer (RLeaky) and a Leaky readout. On TrueNorth
+    a hidden neuron's feed-forward and recurrent weights share its one codebook of 4 values."""
     torch.manual_seed(2)
     net = torch.nn.Sequential(torch.nn.Linear(64, 20),
                               snn.RLeaky(beta=torch.full((20,), 0.875), threshold=torch.full((20,), 1.0), linear_features=20,
@@ -167,7 +166,7 @@ def test_snntorch_recurrent_mlp_on_spike_sequences(tmp_path):
     assert own >= 0.8
     nir.write(tmp_path / "user.nir", export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
     save_data(tmp_path / "user.npz", tr, te, (64,))
-    reports = fit_to_chips(tmp_path, tmp_path / "user.nir", tmp_path / "user.npz", own, targets=("loihi2",))
+    reports = fit_to_chips(tmp_path, tmp_path / "user.nir", tmp_path / "user.npz", own)
     snapped = reports["loihi2"]["user_model"]["snapped"]    # beta 0.875: dv = 512/4096 up to float32 rounding
     assert snapped and all(d["now"] == 0.125 and abs(d["was"] - 0.125) < 1e-6 for d in snapped)
 

@@ -9,7 +9,7 @@ rounds -> Finetune``; the compression benchmark's plans (:mod:`spikefit.baseline
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -58,9 +58,14 @@ class Cat(Stage):
     """Clusterization-Aware Training with the target's codebook spec (core codebooks from the placement)."""
 
     def enter(self, engine) -> int:
-        spec = engine.spec
-        core = spec.M is not None and spec.scope == "core"
-        C.attach_cat(engine.model, spec, C.core_groups(engine.model, engine.target) if core else None)
+        spec, groups = engine.spec, None
+        if spec.M is not None and spec.scope == "core":
+            groups = C.core_groups(engine.model, engine.target)
+        elif spec.M is not None and spec.scope == "neuron" and multi_input(engine.model):
+            # M values per neuron whichever connection a weight arrives on (TrueNorth: 4 weights per
+            # neuron, one per axon type): one codebook row per neuron, shared across its connections
+            spec, groups = replace(spec, scope="core"), neuron_groups(engine.model)
+        C.attach_cat(engine.model, spec, groups)
         return self.epochs
 
     def on_step(self, engine, epoch, epochs, n):
@@ -108,6 +113,31 @@ class Finetune(Stage):
             engine.state.pruned["finetune"] = chipfit.usage(chipfit.report(engine.model, engine.target))
             engine.state.accuracy["pruned"] = engine.evaluate()
         return self.epochs
+
+
+def multi_input(model) -> bool:
+    """Some population receives more than one connection (e.g. feed-forward and recurrent)."""
+    return any(len(model.incoming(p)) > 1 for p in model.populations())
+
+
+def neuron_groups(model) -> tuple[dict[str, np.ndarray], int]:
+    """Codebook groups (the form :func:`spikefit.cat.core_groups` returns): one per neuron of every
+    population, shared by every dense connection into it; a convolution's rows are its channels."""
+    from ..nn import Conv
+
+    offset, total = {}, 0
+    for p in model.populations():
+        offset[p.name] = total
+        total += p.size
+    groups = {}
+    for s in model.synapses():
+        post = model.post_of(s)
+        if isinstance(s, Conv):   # per-channel rows of a conv: its own groups after every dense neuron
+            groups[s.name] = total + np.arange(s.n_out)
+            total += s.n_out
+        else:
+            groups[s.name] = offset[post.name] + np.arange(s.n_out)
+    return groups, total
 
 
 # -- the compression benchmark's stages (engine: spikefit.training.engine.Engine) ------------------
