@@ -1,7 +1,8 @@
-"""Compression methods in one harness, for benchmarks: same network, data, steps and training loop.
+"""Compression methods as stage plans on the fit's training engine, for benchmarks: same network,
+data, steps and loop as ``spikefit fit`` (:class:`spikefit.training.engine.Engine`).
 
 ``run_method(method, dataset, M, sparsity, seed, config) -> dict`` trains the dataset's default
-network: a float warm-up of ``config.warmup_epochs``, then a compression stage of the same length
+network with :func:`plan`: a float warm-up of ``config.warmup_epochs``, then a compression stage of the same length
 for every method (``cat_epochs + prune_rounds * prune_epochs + finetune_epochs`` epochs), then
 measures test accuracy. Methods:
 
@@ -23,50 +24,46 @@ rounds reach ``sparsity`` geometrically, each followed by ``prune_epochs`` of fi
 """
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import replace
 
-import numpy as np
 import torch
 
 from . import cat as C
 from . import fsc
-from .datasets import load_dataset
+from .datasets import encode, load_dataset
 from .errors import TrainingError
 from .nn import count_loss
-from .trainer import (FitConfig, default_model, deterministic, encode, epoch_seed, evaluate, make_optimizer,
-                      set_lr, stage_lr, steps_for, train_epoch)
+from .training.config import FitConfig, steps_for
+from .training.engine import Engine, TrainData
+from .training.loop import deterministic, make_optimizer
+from .training.stages import CAT_METHODS, Compress, KMeansAfter, SparsityPrune, Stage, Warmup
+from .trainer import default_model
 
 METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "magnitude", "random")
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random"}
 
 
-def _quantizer_setup(method: str, model, M: int | None, scope: str, weight_bits: int | None, config: FitConfig,
-                     zero: bool = True):
-    """Attach the method's weight quantizer at the start of the compression stage."""
-    if method in ("cat", "cat-hard", "cat-soft", "fsc", "magnitude", "random"):
-        if M is None and method.startswith("cat"):
-            raise TrainingError(f"method {method!r} needs M (codebook size)")
-        mode = {"cat": config.cat_mode, "cat-hard": "hard", "cat-soft": "soft"}.get(method, config.cat_mode)
-        if M is not None:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", mode, zero))
-        return mode
-    if method == "uniform":
-        if M is None or M < 2 or M & (M - 1):
-            raise TrainingError(f"method 'uniform' needs M a power of two (2^bits values), got {M}")
-        bits = int(math.log2(M))
-        for s in model.synapses():
-            w = s.weight.detach()
-            qmax = max(2 ** (bits - 1) - 1, 1)
-            init = 2 * float(w.abs().mean()) / math.sqrt(qmax)  # LSQ's initial step size
-            s.quant = C.UniformQuantizer(bits, init)
-        return None
-    if method == "ternary":
-        for s in model.synapses():
-            s.quant = C.TernaryQuantizer()
-        return None
-    return None
+def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scope: str = "layer",
+         weight_bits: int | None = 8, allocation: str | None = None, fsc_neurons: bool = True,
+         zero: bool = True) -> list[Stage]:
+    """The method's stage plan on the training engine: float warm-up, the compression stage (its
+    quantizer), pruning rounds towards ``sparsity`` (each followed by recovery epochs), fine-tune,
+    and for ``kmeans`` the post-training quantization."""
+    cfg = config
+    scorer = PRUNERS.get(method, "fsc")
+    per_layer = (allocation or ("global" if scorer == "fsc" else "layer")) == "layer"
+    stages: list[Stage] = [Warmup("warmup", cfg.warmup_epochs, cfg.lr),
+                           Compress("compress", cfg.cat_epochs, cfg.lr, method=method, M=M, scope=scope,
+                                    weight_bits=weight_bits, zero=zero)]
+    stages += [SparsityPrune(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,
+                             sparsity=sparsity, scorer=scorer, per_layer=per_layer,
+                             structured=scorer == "fsc" and fsc_neurons)
+               for r in range(1, cfg.prune_rounds + 1)]
+    stages.append(Stage("finetune", cfg.finetune_epochs, cfg.finetune_lr))
+    if method == "kmeans":
+        stages.append(KMeansAfter("kmeans", 0, cfg.finetune_lr, M=M, scope=scope, weight_bits=weight_bits, zero=zero))
+    return stages
 
 
 def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: int,
@@ -77,7 +74,8 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
     median wall time of one training step in the compression stage (``step_time``) and in the float
     warm-up (``float_step_time``).
 
-    :param scope: codebook scope of CAT and k-means ("layer", "neuron", "core" needs no packing here).
+    :param scope: codebook scope of CAT and k-means ("layer", "neuron" or "chip"; "core" groups come from a
+        target's placement, which the benchmark has none of).
     :param weight_bits: integer grid of the codebook values (None: no grid).
     :param allocation: how a sparsity level is shared between layers: "global" (one ranking over
         all synapses) or "layer" (every layer pruned to the level); None: "global" for FSC, whose
@@ -95,76 +93,30 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
         raise TrainingError(f"unknown allocation {allocation!r}; use 'global' or 'layer'")
     cfg = replace(config or FitConfig(), seed=seed)
     ds = load_dataset(dataset)
-    T = steps_for(ds, cfg)
-    scale = cfg.logit_scale / T
+    steps = steps_for(ds, cfg)
     with deterministic(threads or cfg.threads):
         torch.manual_seed(seed)
-        model = default_model(ds, cfg)
-        x_train, y_train = ds.x_train[:cfg.train_limit], torch.as_tensor(ds.y_train[:cfg.train_limit])
-        x_test = torch.as_tensor(encode(ds.x_test[:cfg.test_limit], T, cfg.encoding, seed=seed * 2 + 1))
-        y_test = ds.y_test[:cfg.test_limit]
-        fisher_n = min(cfg.fisher_samples, len(y_train))
-        x_fisher = torch.as_tensor(encode(x_train[:fisher_n], T, cfg.encoding, seed=epoch_seed(seed, -2)))
-        epoch = [0]
-
-        def run_epochs(n: int, lr: float, timer: list | None = None, on_step_factory=None):
-            opt = make_optimizer(model, lr)
-            for k in range(n):
-                set_lr(opt, stage_lr(lr, k, n))
-                x = torch.as_tensor(encode(x_train, T, cfg.encoding, seed=epoch_seed(seed, epoch[0])))
-                gen = torch.Generator().manual_seed(epoch_seed(seed, epoch[0]))
-                on_step = on_step_factory(k, n, x.shape[1]) if on_step_factory else None
-                train_epoch(model, x, y_train, opt, cfg.batch_size, scale, gen, on_step, timer)
-                epoch[0] += 1
-
-        float_times: list[float] = []
-        run_epochs(cfg.warmup_epochs, cfg.lr, float_times)
-        float_acc = evaluate(model, x_test, y_test)
-
-        ptq = method == "kmeans"
-        mode = None if ptq else _quantizer_setup(method, model, M, scope, weight_bits, cfg, zero)
-        soft_factory = None
-        if mode == "soft":
-            def soft_factory(k, n, size):
-                per = math.ceil(size / cfg.batch_size)
-                count = [k * per]
-                C.set_tau(model, C.anneal_tau(count[0] / (n * per), cfg.tau_start, cfg.tau_end))
-
-                def step():
-                    count[0] += 1
-                    C.set_tau(model, C.anneal_tau(count[0] / (n * per), cfg.tau_start, cfg.tau_end))
-                return step
-
-        times: list[float] = []
-        run_epochs(cfg.cat_epochs, cfg.lr, times, soft_factory)
-        if mode is not None:
-            C.harden(model)
-        scorer = PRUNERS.get(method, "fsc")
-        default_alloc = "global" if scorer == "fsc" else "layer"
-        structured = scorer == "fsc" and fsc_neurons
-        for r in range(1, cfg.prune_rounds + 1):
-            if sparsity > 0:
-                target = 1.0 - (1.0 - sparsity) ** (r / cfg.prune_rounds)
-                synapse, neuron = _scores(scorer, model, x_fisher, y_train[:fisher_n], scale, seed, r)
-                fsc.prune_to_sparsity(model, synapse, target, per_layer=(allocation or default_alloc) == "layer",
-                                      neuron_scores=neuron if structured else None)
-            run_epochs(cfg.prune_epochs, cfg.prune_lr, times)
-        run_epochs(cfg.finetune_epochs, cfg.finetune_lr, times)
-        if ptq:
-            C.attach_cat(model, C.CatSpec(M, scope, weight_bits, "layer", "hard", zero))
-            C.harden(model)
-        acc = evaluate(model, x_test, y_test)
-        distinct = C.distinct_per_group(model)
+        data = TrainData.build(ds, steps, cfg.encoding or "rate", cfg)
+        stages = plan(method, M, sparsity, cfg, scope=scope, weight_bits=weight_bits, allocation=allocation,
+                      fsc_neurons=fsc_neurons, zero=zero)
+        engine = Engine(default_model(ds, cfg), data, stages, cfg, stage_accuracy=False)
+        engine.run()
+        acc = engine.evaluate()
+        distinct = C.distinct_per_group(engine.model)
+    times = [t for name, ts in engine.timers.items() if name != "warmup" for t in ts]
+    float_times = engine.timers.get("warmup", [])
+    pruned = PRUNERS.get(method, "fsc")
     return {"method": method, "dataset": dataset, "M": M, "sparsity": sparsity, "seed": seed, "scope": scope,
-            "zero": zero if method in ("cat", "cat-hard", "cat-soft", "kmeans", "fsc", "magnitude", "random") else None,
-            "fsc_neurons": fsc_neurons if PRUNERS.get(method, "fsc") == "fsc" and sparsity else None,
-            "allocation": (allocation or ("global" if PRUNERS.get(method, "fsc") == "fsc" else "layer")) if sparsity else None,
-            "accuracy": acc, "float_accuracy": float_acc,
+            "zero": zero if method in CAT_METHODS + ("kmeans",) else None,
+            "fsc_neurons": fsc_neurons if pruned == "fsc" and sparsity else None,
+            "allocation": (allocation or ("global" if pruned == "fsc" else "layer")) if sparsity else None,
+            "accuracy": acc, "float_accuracy": engine.state.accuracy["float"],
             "step_time": statistics.median(times) if times else None,
             "float_step_time": statistics.median(float_times) if float_times else None,
-            "measured_sparsity": fsc.sparsity(model),
+            "measured_sparsity": fsc.sparsity(engine.model),
             "max_distinct": max(distinct.values()) if distinct else None,
-            **({"network": model.to_network(metadata={"steps": T, "encoding": cfg.encoding, "seed": seed})}
+            **({"network": engine.model.to_network(metadata={"steps": steps, "encoding": cfg.encoding or "rate",
+                                                             "seed": seed})}
                if keep_network else {})}
 
 
@@ -186,7 +138,7 @@ def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = 
         quant.load_state_dict(plain.state_dict())
         C.attach_cat(quant, C.CatSpec(M, scope, weight_bits, "layer", mode))
         opts = {id(m): make_optimizer(m, cfg.lr) for m in (plain, quant)}
-        x = torch.as_tensor(encode(ds.x_train[:cfg.batch_size * 8], T, cfg.encoding, seed=cfg.seed))
+        x = torch.as_tensor(encode(ds.x_train[:cfg.batch_size * 8], T, cfg.encoding or "rate", seed=cfg.seed))
         y = torch.as_tensor(ds.y_train[:cfg.batch_size * 8])
         times = {id(plain): [], id(quant): []}
         for k in range(steps + 5):
@@ -202,13 +154,3 @@ def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = 
                     times[id(m)].append(time.perf_counter() - t0)
     f, c = statistics.median(times[id(plain)]), statistics.median(times[id(quant)])
     return {"dataset": dataset, "M": M, "scope": scope, "mode": mode, "float_step": f, "cat_step": c, "ratio": c / f}
-
-
-def _scores(scorer: str, model, x, y, scale: float, seed: int, round_: int):
-    """(synapse scores, neuron scores or None) of a pruner."""
-    if scorer == "magnitude":
-        return fsc.magnitude_scores(model), None
-    if scorer == "random":
-        return fsc.random_scores(model, np.random.default_rng(epoch_seed(seed, 10_000 + round_))), None
-    neuron, synapse = fsc.fisher_scores(model, x, y, scale)
-    return synapse, neuron

@@ -1,5 +1,5 @@
 """The built-in plugin: registers the chip catalog (``targets/*.toml``, shipped as package data)
-through the same hook any third-party plugin uses, plus the core exporters and backends."""
+through the same hook any third-party plugin uses, plus the core exporters, backends and datasets."""
 from __future__ import annotations
 
 from importlib import resources
@@ -52,3 +52,12 @@ def register_backends(register):
 
     register(EmulatorBackend())               # Lava bit-accurate fixed point
     register(EmulatorBackend(mode="float"))   # the reference discrete semantics in float64
+
+
+@hookimpl
+def register_datasets(register):
+    from .datasets import EMBEDDED
+    from .events import EVENT_DATASETS
+
+    for provider in (*EMBEDDED, *EVENT_DATASETS):
+        register(provider)

@@ -216,12 +216,12 @@ def estimate_run(network: Network, run, target: TargetSpec | str, report=None) -
 def fit_energy(network: Network, target: TargetSpec, report, dataset: str, samples: int | None = None) -> dict:
     """The energy section of a fit's report: ``network`` run on the emulator over the test split of
     ``dataset`` (the first ``samples``, encoded as the network's metadata says), placed as ``report``."""
-    from .errors import DatasetError
+    from .errors import SpikefitError
     from .runner import run
 
     try:
         res = run(network, "emulator", dataset=dataset, samples=samples)
-    except DatasetError as e:  # a Dataset object that is not registered by name
+    except SpikefitError as e:  # e.g. a user's data set that is not registered by name, or current inputs
         return {"target": target.name, "energy_per_inference_uj": None, "error": str(e)}
     return estimate(activity(network, res, report), target).to_dict()
 

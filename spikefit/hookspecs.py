@@ -67,3 +67,14 @@ def register_vendor_checks(register: Callable) -> None:
         chip, one check per target), ``check(network, spec) -> spikefit.vendor.VendorVerdict`` and
         ``corpus() -> list[spikefit.vendor.Case]``. Import the vendor SDK inside ``check`` only.
     """
+
+
+@hookspec
+def register_datasets(register: Callable) -> None:
+    """Register named datasets (``spikefit fit --dataset NAME``).
+
+    :param register: call ``register(provider)``; a provider has a ``name`` (e.g. ``"shd"``), a one-line
+        ``description`` and ``load(root=None, steps=None) -> spikefit.datasets.Dataset``: ``root`` is the
+        local folder holding the dataset's files (None for a dataset built in memory), ``steps`` the time
+        bins of event data (None: the provider's default). Names must be unique; nothing is downloaded.
+    """

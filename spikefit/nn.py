@@ -479,9 +479,13 @@ class SNN(nn.Module):
         return out
 
     @classmethod
-    def from_network(cls, net: N.Network) -> "SNN":
+    def from_network(cls, net: N.Network, snap: bool = False) -> "SNN":
         """A trainable SNN from a Network (e.g. read from NIR). Supports one input and a chain of
-        Dense/Conv2d, Neurons, Flatten and Pool2d nodes, plus a recurrent Dense per population."""
+        Dense/Conv2d, Neurons, Flatten and Pool2d nodes, plus a recurrent Dense per population.
+
+        :param snap: round du, dv that are not multiples of 1/4096 to the nearest one (the chips'
+            12-bit decays) and list each change in ``model.snapped`` as (node, parameter, was, now);
+            without it such a decay is a ModelError."""
         from .cat import quantizer_from_quantization
 
         if len(net.inputs) != 1:
@@ -501,6 +505,7 @@ class SNN(nn.Module):
         inp = net.inputs[0]
         output_name = None
         prev_kind = "input"
+        snapped: list[tuple[str, str, float, float]] = []
         for name in order:
             node = net.nodes[name]
             ff_preds = [p for p in net.predecessors(name) if p not in rec_names]
@@ -528,7 +533,10 @@ class SNN(nn.Module):
                 rec = recurrent.get(name)
                 lif = LIF(name, node.shape, node.du, node.dv, node.vth, bias=bool(np.any(node.bias)),
                           recurrent=None if rec is None else _synapse_from_node(rec, quantizer_from_quantization))
-                if lif.du != node.du or lif.dv != node.dv:
+                changed = [(k, getattr(node, k), getattr(lif, k)) for k in ("du", "dv") if getattr(lif, k) != getattr(node, k)]
+                if changed and snap:
+                    snapped += [(name, k, float(was), float(now)) for k, was, now in changed]
+                elif changed:
                     raise ModelError(f"node {name!r}: du={node.du:g}, dv={node.dv:g} are not multiples of 1/{DECAY_STEPS}; "
                                      "the chips' 12-bit decays cannot represent them; round them first")
                 if lif.bias is not None:
@@ -546,6 +554,7 @@ class SNN(nn.Module):
             last = stages[-1].name if stages else inp.name
             raise ModelError(f"node {last!r}: the network must end in a Neurons population whose spikes are the readout")
         model = cls(stages, inp.shape, inp.name, output_name or "output", net.dt)
+        model.snapped = snapped
         return model
 
 

@@ -34,6 +34,7 @@ KINDS = {  # registry kind -> (hook that fills it, what the registered object mu
     "backend": ("register_backends", "run"),
     "rule_set": ("register_rules", "applies_to"),
     "vendor_check": ("register_vendor_checks", "check"),
+    "dataset": ("register_datasets", "load"),
 }
 KEY_ATTR = {"vendor_check": "target"}  # registry key of kinds not keyed by their name
 _LAVA_HINT = ". The 'lava' {kind} comes with the spikefit-lava plugin: pip install -e plugins/spikefit-lava"
@@ -245,7 +246,8 @@ def _spec_files(items: dict, owners: dict, errors: list[str], conflicts: dict[st
 
 
 def registry(kind: str) -> dict[str, Any]:
-    """Name -> object for one kind ("target", "exporter", "backend", "rule_set", "vendor_check"), filled on first use."""
+    """Name -> object for one kind ("target", "exporter", "backend", "rule_set", "vendor_check", "dataset"),
+    filled on first use."""
     load_plugins()
     if kind not in _registries:
         conflicts: dict[str, str] = {}
@@ -306,6 +308,20 @@ def get_backend(name: str):
     return _lookup("backend", name)
 
 
+def get_dataset(name: str):
+    """The registered dataset called ``name`` (``load(root=None, steps=None) -> Dataset``).
+
+    :raises DatasetError: an unknown name, listing the registered ones.
+    """
+    reg = registry("dataset")
+    if name not in reg:
+        from .errors import DatasetError
+
+        raise DatasetError(f"unknown dataset {name!r}; use one of {', '.join(sorted(reg))}, or pass --data FILE "
+                           "(.npz / HDF5 with x_train, y_train, x_test, y_test)")
+    return reg[name]
+
+
 def list_targets() -> list[TargetSpec]:
     """Every registered target, sorted by name."""
     return sorted(registry("target").values(), key=lambda s: s.name)
@@ -345,5 +361,6 @@ def _version() -> str:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "pm", "load_plugins", "reload_plugins", "reset_registries", "register_commands", "registry",
-           "registries", "get_target", "get_exporter", "get_backend", "list_targets", "owner_of", "conflict",
+           "registries", "get_target", "get_exporter", "get_backend", "get_dataset", "list_targets", "owner_of",
+           "conflict",
            "plugin_info", "load_errors"]

@@ -1,12 +1,16 @@
 """Run a network on a backend: accuracy, spikes per layer, synaptic operations, throughput.
 
-``run(network, backend="emulator", dataset="digits")`` encodes the dataset's test split (rate code,
-seeded), runs the backend (``spikefit.get_backend``) and reads out the output population with the
+``run(network, dataset="digits")`` turns the dataset's test split into time-major inputs
+(:func:`spikefit.datasets.time_major`: static values encoded, sequences as given), runs the backend (``spikefit.get_backend``) and reads out the output population with the
 rule every backend shares (:func:`spikefit.datasets.predict`). ``compare`` runs the same samples on
 several backends and reports how often their output spikes are identical.
 
 Defaults come from the network's metadata when a trainer stored them (``metadata["steps"]``,
 ``metadata["encoding"]``, ``metadata["seed"]``), else 32 steps of rate-coded spikes with seed 0.
+
+Chips take 0/1 spikes: the fixed-point ``emulator`` and Lava's ``fixed_pt`` refuse graded inputs
+(currents). Without a backend named, :func:`run` runs currents on ``emulator-float`` (float64, the
+reference semantics) and spikes on ``emulator``.
 """
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .datasets import encoded_split, load_dataset, predict
 from .bounds import SEED_MAX, STEPS_MAX, check_memory
+from .datasets import predict, time_major
 from .errors import BackendError, DatasetError, SpikefitError
 from .fixedpoint import connection_matrix, output_population
 from .network import Network
 
 DEFAULT_STEPS = 32
+SPIKE_BACKENDS = ("emulator", "lava")   # backends whose inputs must be 0/1 spikes
+CURRENT_BACKEND = "emulator-float"      # the backend that takes currents
 
 
 @dataclass
@@ -87,7 +93,7 @@ def load_network(model) -> Network:
     return load_model(model)
 
 
-def prepare_inputs(network: Network, inputs=None, labels=None, dataset: str | None = None,
+def prepare_inputs(network: Network, inputs=None, labels=None, dataset=None,
                    samples: int | None = None, steps: int | None = None, seed: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Input spikes (t, b, n) and labels (b,) or None, from ``inputs`` or a dataset's test split.
@@ -95,6 +101,7 @@ def prepare_inputs(network: Network, inputs=None, labels=None, dataset: str | No
     ``inputs`` is (t, b, n) or (t, b, *input shape), or (b, n) or (b, *input shape) (e.g. (b, C, H, W)
     for a conv model) held for ``steps`` steps; ``samples`` keeps the first ones. Labels are integers
     in 0..classes-1. Sizes are checked against the memory available before anything is allocated.
+    ``dataset`` is a registered name, an .npz / HDF5 path or a :class:`~spikefit.datasets.Dataset`.
     """
     n_in = network.inputs[0].size if len(network.inputs) == 1 else None
     in_shape = network.inputs[0].shape if len(network.inputs) == 1 else None
@@ -122,18 +129,37 @@ def prepare_inputs(network: Network, inputs=None, labels=None, dataset: str | No
         return np.ascontiguousarray(x, dtype=np.float32), y
     if dataset is None:
         raise DatasetError("no inputs: pass a dataset name (e.g. 'digits') or input spikes")
-    ds = load_dataset(dataset)
-    if n_in is not None and ds.n_inputs != n_in:
-        raise DatasetError(f"model input size {n_in} does not match dataset {dataset!r} ({ds.n_inputs} features); "
-                           f"use a model trained on {dataset!r} or pass inputs with {n_in} channels")
+    from .datafiles import resolve
+
+    ds = resolve(dataset)
+    if n_in is not None:
+        if ds.n_inputs != n_in and ds.layout == "static" and ds.x_train.ndim > 2:
+            ds = ds.conform(network.inputs[0].shape, network.inputs[0].name)  # may be a sequence instead
+        if ds.n_inputs != n_in:
+            raise DatasetError(f"model input size {n_in} does not match dataset {ds.name!r} ({ds.n_inputs} features); use a model trained on {ds.name!r} or pass inputs with "
+                               f"{n_in} channels")
     encoding = network.metadata.get("encoding", "rate")
     seed = seed if seed is not None else network.metadata.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
         raise DatasetError(f"seed {seed!r} must be an integer in 0..{SEED_MAX}")
-    steps = steps or DEFAULT_STEPS
+    steps = steps or (ds.steps if ds.layout == "sequence" else DEFAULT_STEPS)
     _check_run_memory(network, steps, min(samples or len(ds.x_test), len(ds.x_test)))
-    x, y = encoded_split(dataset, "test", steps, encoding, int(seed), limit=samples)
-    return x, y
+    x, y = time_major(ds, "test", steps, encoding, int(seed) * 2 + 1, limit=samples)
+    return np.ascontiguousarray(x.reshape(x.shape[0], x.shape[1], -1)), y
+
+
+def graded(x: np.ndarray) -> bool:
+    """True when inputs hold values other than 0 and 1 (currents, not spikes)."""
+    return bool(x.size) and not bool(np.isin(x, (0.0, 1.0)).all())
+
+
+def check_spike_backends(names, x: np.ndarray) -> None:
+    """Currents on a backend that takes only spikes: one line naming the backend that takes them."""
+    bad = [n for n in names if n in SPIKE_BACKENDS]
+    if bad and graded(x):
+        raise BackendError(f"the inputs are currents (values in [{float(x.min()):g}, {float(x.max()):g}]) and backend "
+                           f"{bad[0]!r} takes 0/1 spikes; run currents on {CURRENT_BACKEND!r}, or fit with "
+                           "--encoding rate so that the model takes spikes")
 
 
 def _input_array(inputs, in_shape, steps: int | None) -> np.ndarray:
@@ -233,15 +259,20 @@ def execute(network: Network, backend, x: np.ndarray, y: np.ndarray | None = Non
         input_counts=(np.asarray(x) != 0).reshape(T * B, -1).sum(axis=0))
 
 
-def run(network, backend="emulator", inputs=None, labels=None, dataset: str | None = None,
+def run(network, backend=None, inputs=None, labels=None, dataset=None,
         samples: int | None = None, steps: int | None = None, seed: int | None = None) -> RunResult:
-    """Run ``network`` (a Network or a NIR path) on ``backend`` (a name or a backend object)."""
+    """Run ``network`` (a Network or a NIR path) on ``backend`` (a name or a backend object; None:
+    ``emulator`` for spikes, ``emulator-float`` for currents)."""
     network = load_network(network)
     x, y = prepare_inputs(network, inputs, labels, dataset, samples, steps, seed)
+    if backend is None:
+        backend = CURRENT_BACKEND if graded(x) else "emulator"
+    elif isinstance(backend, str):
+        check_spike_backends([backend], x)
     return execute(network, backend, x, y)
 
 
-def compare(network, backends=("emulator", "lava"), inputs=None, labels=None, dataset: str | None = None,
+def compare(network, backends=("emulator", "lava"), inputs=None, labels=None, dataset=None,
             samples: int | None = None, steps: int | None = None, seed: int | None = None) -> CompareResult:
     """Run the same samples on every backend; agreement is measured against the first one."""
     network = load_network(network)
@@ -252,6 +283,7 @@ def compare(network, backends=("emulator", "lava"), inputs=None, labels=None, da
     if len(set(names)) != len(names):
         raise BackendError(f"backends {names} name one backend twice; list each once")
     x, y = prepare_inputs(network, inputs, labels, dataset, samples, steps, seed)
+    check_spike_backends(names, x)
     results = {}
     for be in bes:
         results[be.name] = execute(network, be, x, y)

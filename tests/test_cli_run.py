@@ -72,8 +72,9 @@ def test_run_input_size_mismatch_exits_2(tmp_path):
 
 def test_run_usage_errors_exit_2(tmp_path):
     model, x, y = one_hot_files(tmp_path)
-    assert_one_line_error(invoke("run", model), r"nothing to run: pass --dataset NAME or --inputs X\.npy")
-    assert_one_line_error(invoke("run", model, "--inputs", x, "--dataset", "digits"), "either --dataset or --inputs")
+    assert_one_line_error(invoke("run", model), r"nothing to run: pass --dataset NAME, --data FILE or --inputs X\.npy")
+    assert_one_line_error(invoke("run", model, "--inputs", x, "--dataset", "digits"),
+                          "pass one of --dataset, --data, --inputs, not --dataset and --inputs")
     (tmp_path / "bad.npy").write_text("not numpy")
     assert_one_line_error(invoke("run", model, "--inputs", tmp_path / "bad.npy"), r"inputs file '.*bad\.npy' is not a \.npy")
     assert_one_line_error(invoke("run", model, "--inputs", x, "--backend", "nope"), r"unknown backend 'nope'")
@@ -113,3 +114,19 @@ def test_run_as_a_real_process(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["accuracy"] == 1.0
+
+
+def test_run_currents_picks_the_float_emulator(tmp_path):
+    """Graded inputs (currents) run on emulator-float unless a backend is named; a backend that takes
+    only spikes says in one line which one takes currents."""
+    model, _, y = one_hot_files(tmp_path, held=True)
+    np.save(tmp_path / "cur.npy", 0.6 * np.eye(4, dtype=np.float32))   # (b, n) held for --steps steps
+    r = invoke("run", model, "--inputs", tmp_path / "cur.npy", "--labels", y, "--steps", "3", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["backend"] == "emulator-float" and res["accuracy"] == 1.0   # 2 x 0.6 = 1.2 > vth every step
+    assert_one_line_error(invoke("run", model, "--inputs", tmp_path / "cur.npy", "--backend", "emulator"),
+                          r"^Error: the inputs are currents \(values in \[0, 0\.6\]\) and backend 'emulator' takes 0/1 "
+                          r"spikes; run currents on 'emulator-float', or fit with --encoding rate")
+    r = invoke("run", model, "--inputs", tmp_path / "cur.npy", "--compare", "emulator-float,emulator")
+    assert r.exit_code == 2 and "backend 'emulator' takes 0/1 spikes" in r.stderr

@@ -116,6 +116,44 @@ def test_hook_register_backends(register_plugin):
     assert spikes["out"][1].tolist() == [[1, 1, 1], [0, 0, 0]]
 
 
+def test_hook_register_datasets(register_plugin, tmp_path):
+    """A plugin's dataset loads by name in the Python API and fits from the command line."""
+    from spikefit.datasets import Dataset, load_dataset
+
+    class Parity:
+        name = "parity4"
+        description = "4-bit parity of random bits (test)"
+
+        def load(self, root=None, steps=None):
+            rng = np.random.default_rng(0)
+            x = rng.integers(0, 2, (160, 4)).astype(np.float32)
+            y = x.sum(1).astype(np.int64) % 2
+            return Dataset(self.name, x[:120], y[:120], x[120:], y[120:], 2)
+
+    class Plugin:
+        @hookimpl
+        def register_datasets(self, register):
+            register(Parity())
+
+    register_plugin(Plugin(), "hook_datasets")
+    ds = load_dataset("parity4")
+    assert plugins.owner_of("dataset", "parity4") == "hook_datasets"
+    assert ds.input_shape == (4,) and ds.n_classes == 2 and ds.layout == "static"
+    assert {"digits", "mnist1d", "shd", "nmnist", "dvsgesture", "parity4"} <= set(plugins.registry("dataset"))
+    toml = tmp_path / "c.toml"
+    toml.write_text('name = "c"\n[limits]\nweight_bits = 8\n')
+    r = CliRunner().invoke(cli_app(), ["fit", "--target-file", str(toml), "--dataset", "parity4", "--out",
+                                       str(tmp_path / "o"), "--epochs", "1,0,0,0", "--steps", "4", "--quiet", "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"dataset": "parity4"' in r.stdout
+
+
+def cli_app():
+    from spikefit.cli import cli
+
+    return cli
+
+
 def test_hook_register_commands(register_plugin):
     class Plugin:
         @hookimpl
@@ -367,7 +405,7 @@ def test_misspelled_hook_is_reported_and_not_loaded(monkeypatch, plugin_env):
     plugin_env(SPIKEFIT_LOAD_PLUGINS="typo")
     assert plugins.load_errors == ["plugin 'typo' implements unknown hook 'register_target' (did you mean "
                                    "'register_targets'?); known hooks: register_backends, register_commands, "
-                                   "register_exporters, register_rules, register_targets, register_vendor_checks; the plugin was not loaded"]
+                                   "register_datasets, register_exporters, register_rules, register_targets, register_vendor_checks; the plugin was not loaded"]
     assert plugins.pm.get_plugin("typo") is None
     assert "register_target" not in dir(plugins.pm.hook)
     plugins.pm.check_pending()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikefit.errors import DoesNotFitError, ModelError, TrainingError
+from spikefit.errors import DatasetError, DoesNotFitError, ModelError, TrainingError
 from spikefit.nir_io import read_nir
 from spikefit.nn import SNN
 from spikefit.spec import LayerSpec, Limits, NeuronSpec, TargetSpec
@@ -120,7 +120,7 @@ def test_impossible_budgets_stop_before_the_first_epoch():
 
 
 def test_model_must_match_the_dataset():
-    with pytest.raises(ModelError, match="has 12 channels but dataset 'digits' has 64"):
+    with pytest.raises(DatasetError, match=r"x_train has shape \(1437, 64\) but the model input 'input' expects \(12,\)"):
         fit(SNN.mlp(12, [5], 10), "digits", tiny_target(), FitConfig(**TINY), progress=False)
 
 

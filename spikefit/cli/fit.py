@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import DoesNotFitError, TrainingError, UnknownTargetError
+from ..errors import DatasetError, DoesNotFitError, TrainingError, UnknownTargetError
 from .options import SEED, STEPS
 
 
@@ -30,9 +30,20 @@ def _epochs(value: str | None) -> dict:
 @click.option("--target", "target_name", help="Registered target name (see `spikefit targets`).")
 @click.option("--target-file", type=click.Path(dir_okay=False, path_type=Path),
               help="A target spec TOML file instead of a registered name.")
-@click.option("--dataset", required=True, help="Embedded dataset: digits or mnist1d.")
+@click.option("--dataset", help="Registered dataset: digits, mnist1d (embedded); shd, nmnist, dvsgesture (from "
+              "--data-dir); a plugin's.")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your data: .npz or HDF5 with x_train, y_train, x_test, y_test (optional x_val, y_val).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder holding the files of a dataset read from disk (shd, nmnist, dvsgesture).")
+@click.option("--layout", type=click.Choice(["static", "sequence"]),
+              help="x is (n, *shape) static values or (n, t, *shape) frames (default: from the model's input, "
+                   "else 2-D/4-D static, 3-D/5-D sequence).")
+@click.option("--encoding", type=click.Choice(["current", "rate"]),
+              help="How static inputs enter (default: what the model expects; snnTorch and Norse models take "
+                   "currents, spikefit's rate-coded spikes).")
 @click.option("--init", "init", type=click.Path(dir_okay=False, path_type=Path),
-              help="Start from this NIR model instead of the dataset's default network.")
+              help="Start from this NIR model (snnTorch, Norse, spikefit) and fine-tune its weights.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory: model.nir, checkpoint.pt, report.json, report.md.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
@@ -40,15 +51,17 @@ def _epochs(value: str | None) -> dict:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of init, spikes and order.")
 @click.option("--preset", type=click.Choice(["full", "demo"]), default="full", show_default=True,
               help="Epoch budget: full, or demo (about a third of the epochs).")
-@click.option("--epochs", help="Epochs W[,C[,P[,F]]]: warm-up, CAT, per pruning round, fine-tune.")
+@click.option("--epochs", help="Epochs W[,C[,P[,F]]]: warm-up, CAT, per pruning round, fine-tune. With --init, W "
+              "is a float fine-tune of the given weights (default 0: CAT starts from them).")
 @click.option("--steps", type=STEPS, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
 @click.option("--cat-mode", type=click.Choice(["hard", "soft"]), help="Codebook assignment (default hard).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def fit(target_name, target_file, dataset, init, out, force, resume, seed, preset, epochs, steps, cat_mode, quiet,
-        as_json):
+def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding, init, out, force, resume, seed,
+        preset, epochs, steps, cat_mode, quiet, as_json):
     """Fit a spiking network to a chip: float warm-up, Clusterization-Aware Training, Fisher Spike
     Contribution pruning, fine-tuning, then verify and the fixed-point emulator."""
+    from ..datafiles import load_file
     from ..datasets import load_dataset
     from ..outputs import check_output_path, output_lock
     from ..plugins import get_target
@@ -66,8 +79,18 @@ def fit(target_name, target_file, dataset, init, out, force, resume, seed, prese
 
         warn_plugin_errors()  # e.g. a spec file in SPIKEFIT_TARGETS_PATH that was skipped, and why
         raise
-    data = load_dataset(dataset)
+    if bool(dataset) == bool(data_file):
+        raise DatasetError("give exactly one of --dataset NAME or --data FILE (.npz / HDF5)")
+    if data_dir is not None and not dataset:
+        raise DatasetError("--data-dir goes with --dataset NAME (shd, nmnist, dvsgesture)")
+    data = load_file(data_file, layout) if data_file else load_dataset(dataset, root=data_dir, steps=steps)
+    if layout and dataset and layout != data.layout:
+        raise DatasetError(f"dataset {dataset!r} is a {data.layout} dataset; drop --layout")
     overrides = {"seed": seed, **_epochs(epochs)}
+    if init is not None and "warmup_epochs" in overrides:  # a given model's float fine-tune before CAT
+        overrides["init_warmup_epochs"] = overrides["warmup_epochs"]
+    if encoding:
+        overrides["encoding"] = encoding
     if steps is not None:
         overrides["steps"] = steps
     if cat_mode:

@@ -66,9 +66,14 @@ def compare_table(cmp: CompareResult, energy: dict | None = None) -> str:
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--backend", "-b", default="emulator", show_default=True,
-              help="Backend: any registered one (emulator; lava with spikefit-lava).")
-@click.option("--dataset", default=None, help="Embedded dataset whose test split to run (digits, mnist1d).")
+@click.option("--backend", "-b", default=None,
+              help="Backend: any registered one (emulator, emulator-float; lava with spikefit-lava). Default: "
+                   "emulator for spikes, emulator-float for currents (the only one that takes them).")
+@click.option("--dataset", default=None, help="Registered dataset whose test split to run (digits, mnist1d, ...).")
+@click.option("--data", "data_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Your data file (.npz / HDF5 with x_test, y_test, ...): run its test split.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of a dataset read from disk (shd, nmnist, dvsgesture).")
 @click.option("--samples", type=SAMPLES, default=None, help="Run the first N samples (default: all).")
 @click.option("--steps", type=STEPS, default=None, help="Time steps per sample (default: the model's, else 32).")
 @click.option("--seed", type=SEED, default=None, help="Seed of the rate encoding (default: the model's, else 0).")
@@ -85,15 +90,16 @@ def compare_table(cmp: CompareResult, energy: dict | None = None) -> str:
 @click.option("--compare", "compare_with", default=None,
               help="Comma-separated backends to run on the same samples, e.g. emulator,lava.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def run(model: Path, backend: str, dataset: str | None, samples: int | None, steps: int | None, seed: int | None,
-        inputs: Path | None, labels: Path | None, dt: float | None, target: str | None, with_neurobench: bool,
-        compare_with: str | None, as_json: bool) -> None:
+def run(model: Path, backend: str | None, dataset: str | None, data_file: Path | None, data_dir: Path | None,
+        samples: int | None, steps: int | None, seed: int | None, inputs: Path | None, labels: Path | None,
+        dt: float | None, target: str | None, with_neurobench: bool, compare_with: str | None, as_json: bool) -> None:
     """Run MODEL (a NIR file) on a backend and print accuracy, spikes per layer and synaptic operations;
     with --target, energy and latency per inference on that chip."""
-    if inputs is None and dataset is None:
-        raise DatasetError("nothing to run: pass --dataset NAME or --inputs X.npy")
-    if inputs is not None and dataset is not None:
-        raise DatasetError("pass either --dataset or --inputs, not both")
+    given = [name for name, v in (("--dataset", dataset), ("--data", data_file), ("--inputs", inputs)) if v is not None]
+    if not given:
+        raise DatasetError("nothing to run: pass --dataset NAME, --data FILE or --inputs X.npy")
+    if len(given) > 1:
+        raise DatasetError(f"pass one of --dataset, --data, --inputs, not {' and '.join(given)}")
     if labels is not None and inputs is None:
         raise DatasetError("--labels goes with --inputs; a dataset brings its own labels")
     network = load_model(model, dt)
@@ -104,6 +110,14 @@ def run(model: Path, backend: str, dataset: str | None, samples: int | None, ste
         spec = get_target(target)
     x = None if inputs is None else _load_array(inputs, "inputs")
     y = None if labels is None else _load_array(labels, "labels")
+    if data_file is not None:
+        from ..datafiles import load_file
+
+        dataset = load_file(data_file)
+    elif dataset is not None and data_dir is not None:
+        from ..datasets import load_dataset
+
+        dataset = load_dataset(dataset, root=data_dir, steps=steps)
     kwargs = dict(inputs=x, labels=y, dataset=dataset, samples=samples, steps=steps, seed=seed)
     if compare_with:
         names = [n.strip() for n in compare_with.split(",") if n.strip()]

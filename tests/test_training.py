@@ -1,0 +1,48 @@
+"""The training engine: typed state, stage plans of the fit and the baselines, one checkpoint format."""
+from __future__ import annotations
+
+import pytest
+
+from spikefit.baselines import plan
+from spikefit.datasets import load_dataset
+from spikefit.errors import TrainingError
+from spikefit.training.checkpoint import CHECKPOINT, load_checkpoint
+from spikefit.training.config import FitConfig
+from spikefit.training.engine import Engine, TrainData
+from spikefit.training.stages import Compress, KMeansAfter, SparsityPrune, Stage, Warmup
+from spikefit.training.state import TrainState
+from spikefit.trainer import default_model
+
+CFG = FitConfig(hidden=(16,), steps=6, batch_size=32, warmup_epochs=1, cat_epochs=1, prune_rounds=2, prune_epochs=1,
+                finetune_epochs=1, train_limit=200, test_limit=60, fisher_samples=64, threads=1)
+
+
+def test_state_round_trips_and_rejects_unknown_fields():
+    st = TrainState(stage=2, epoch=1, entered=True, stage_epochs=3, global_epoch=9, accuracy={"float": 0.5})
+    assert TrainState.from_dict(st.to_dict()) == st
+    with pytest.raises(TrainingError, match=r"training state has unknown fields \['phase'\]"):
+        TrainState.from_dict({**st.to_dict(), "phase": 1})
+    with pytest.raises(TrainingError, match="training state epoch -1 must be 0 or more"):
+        TrainState(epoch=-1)
+
+
+def test_baseline_plans_are_stage_objects():
+    stages = plan("kmeans", 4, 0.5, CFG)
+    assert [type(s) for s in stages] == [Warmup, Compress, SparsityPrune, SparsityPrune, Stage, KMeansAfter]
+    assert [s.name for s in stages] == ["warmup", "compress", "prune1", "prune2", "finetune", "kmeans"]
+    assert stages[2].sparsity == 0.5 and stages[2].per_layer is False and stages[2].structured   # FSC: one global ranking
+    magnitude = plan("magnitude", 4, 0.5, CFG)
+    assert magnitude[2].scorer == "magnitude" and magnitude[2].per_layer and not magnitude[2].structured
+
+
+def test_a_baseline_plan_writes_the_fits_checkpoint_format(tmp_path):
+    ds = load_dataset("digits")
+    data = TrainData.build(ds, 6, "rate", CFG)
+    engine = Engine(default_model(ds, CFG), data, plan("fsc", 4, 0.5, CFG), CFG, out=tmp_path)
+    engine.run()
+    ck = load_checkpoint(tmp_path / CHECKPOINT)         # the loader `spikefit fit --resume` uses
+    state = TrainState.from_dict(ck["state"])
+    assert state.stage == 5 and state.global_epoch == 5 and set(state.accuracy) == {"float"}
+    assert [h["stage"] for h in state.history] == ["warmup", "compress", "prune1", "prune2", "finetune"]
+    assert all(0.0 <= h["accuracy"] <= 1.0 for h in state.history)
+    assert ck["arch"]["stages"][0]["quant"]["type"] == "codebook" and ck["arch"]["stages"][0]["quant"]["M"] == 4
