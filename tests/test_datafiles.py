@@ -109,7 +109,7 @@ def test_fit_from_a_torch_dataset_and_a_dataloader():
 
 def user_model(tmp_path, n_in: int = 40, n_out: int = 3):
     net = N.Network.sequential(N.Input("in", (n_in,)), N.Dense("fc", np.full((n_out, n_in), 0.1)),
-                               N.Neurons("out", (n_out,), dv=0.125))
+                               N.Neurons("out", (n_out,), dv=0.125), N.Output("o", (n_out,)))
     return write_nir(net, tmp_path / "user.nir")
 
 
