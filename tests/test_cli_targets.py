@@ -32,7 +32,8 @@ def test_targets_json():
     result = invoke("targets", "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    by_name = {d["name"]: d for d in data}
+    assert data["ok"] is True and data["exit_code"] == 0                # always an object (docs/cli.md)
+    by_name = {d["name"]: d for d in data["targets"]}
     assert set(CATALOG) <= set(by_name)
     tn = by_name["truenorth"]
     assert tn["limits"]["unique_weights"] == 4 and tn["plugin"] == "spikefit.builtin"
@@ -118,7 +119,7 @@ def test_plugins_lists_loaded_plugins(plugin_env):
     assert rows["example_chip"].split()[1:] == ["spikefit-example-chip", "0.1.0", "register_targets"]
     data = json.loads(invoke("plugins", "--json").stdout)
     assert {"name": "example_chip", "hooks": ["register_targets"], "distribution": "spikefit-example-chip",
-            "version": "0.1.0"} in data
+            "version": "0.1.0"} in data["plugins"]
 
 
 def test_broken_plugin_is_a_warning_and_the_rest_is_listed(register_plugin):

@@ -27,7 +27,7 @@ def targets(ctx: click.Context, as_json: bool) -> None:
     specs = registry.list_targets()
     _warn_plugin_errors()
     if as_json:
-        click.echo(json.dumps([s.to_dict() for s in specs], indent=2))
+        click.echo(json.dumps({"ok": True, "targets": [s.to_dict() for s in specs], "exit_code": 0}, indent=2))
         return
     click.echo(targets_table(specs))
     click.echo(f"'{UNCONSTRAINED}' = unconstrained; * = unverified value (`spikefit targets show NAME` lists the sources)")
@@ -80,7 +80,7 @@ def plugins(as_json: bool) -> None:
             click.echo(f"Warning: {e}", err=True)
     _warn_plugin_errors()
     if as_json:
-        click.echo(json.dumps(infos, indent=2))
+        click.echo(json.dumps({"ok": True, "plugins": infos, "exit_code": 0}, indent=2))
         return
     rows = [[p["name"], p["distribution"] or UNCONSTRAINED, p["version"] or UNCONSTRAINED,
              ", ".join(p["hooks"]) or "(none)"] for p in infos]
