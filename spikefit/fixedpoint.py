@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ExportError
-from .network import Conv2d, Dense, Flatten, Network, Neurons, Pool2d
+from .network import Conv2d, Dense, Flatten, Network, Neurons, Pool2d, shared_shift
 
 # Lava's bit-accurate constants (lava/proc/lif/models.py, AbstractPyLifModelFixed.__init__).
 UV_BITS = 24                      # u and v are 24-bit signed
@@ -228,7 +228,10 @@ def _natural_scale(c: _Incoming, pop: str) -> tuple[float | None, str]:
     vals = _values(c.w)
     quant = None if c.pooled else c.conn.quant  # pooling mixes codebook values
     if quant is not None:
-        ints = np.round(vals / quant.scale).astype(np.int64)
+        scale = quant.scale
+        ints = np.round(vals / scale).astype(np.int64)
+        shift = shared_shift(ints)          # a power of two all integers share moves into the scale, as verify
+        ints, scale = ints // shift, scale * shift
         mode = _grid(ints)
         lo, hi = (-128, 127) if mode == "mixed" else (-255, 255)
         bad = ints[(ints < lo) | (ints > hi)]
@@ -237,7 +240,7 @@ def _natural_scale(c: _Incoming, pop: str) -> tuple[float | None, str]:
             raise ExportError(f"layer {pop!r}: weight mantissa {int(bad[np.argmax(np.abs(bad))])} of connection "
                               f"{c.conn.name!r} exceeds Lava's 8-bit range [{lo}, {hi}] for {kind} weights; "
                               f"quantize with weight_bits <= {8 if mode == 'mixed' else 9}")
-        return (quant.scale / 2 if mode == "mixed" else quant.scale), mode
+        return (scale / 2 if mode == "mixed" else scale), mode
     mode = _grid(vals)
     if not vals.size or not np.any(vals):
         return None, "excitatory"

@@ -86,6 +86,19 @@ class Quantization:
         return cls(**d)
 
 
+def shared_shift(ints: np.ndarray) -> int:
+    """The largest power of two that divides every integer of ``ints`` (1 when none is even or all are 0).
+
+    A layer stored as integers times one scale may move that factor into its scale (a left shift of the
+    weights, as Xylo's weight_shift and Lava's weight_exp do): 254 is 127 << 1, an 8-bit weight."""
+    a = np.abs(np.asarray(ints, dtype=np.int64))
+    a = a[a != 0]
+    if not a.size:
+        return 1
+    g = int(np.gcd.reduce(a))
+    return g & -g
+
+
 @dataclass
 class Input:
     """Where spikes enter: one channel per element of ``shape``."""

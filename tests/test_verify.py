@@ -415,7 +415,8 @@ def test_weight_bits_with_quantization_metadata_uses_its_scale():
     plain = chain(w)
     quant = Network.sequential(Input("in", (2,)), Dense("fc1", w, quant=Quantization(8, 0.125)), Neurons("lif1", (2,)))
     assert verify(plain, target(weight_bits=8)).row("weight_bits").usage == 3   # grid 0.5: -3..2
-    assert verify(quant, target(weight_bits=8)).row("weight_bits").usage == 5   # scale 0.125: -12..8
+    row = verify(quant, target(weight_bits=8)).row("weight_bits")             # scale 0.125: -12, 8, 4 share 4
+    assert (row.usage, row.worst) == (3, "layer fc1 (scale 0.5)")             # -3..2 on the scale 0.5
     off = Network.sequential(Input("in", (2,)), Dense("fc1", w, quant=Quantization(8, 0.2)), Neurons("lif1", (2,)))
     row = verify(off, target(weight_bits=8)).row("weight_bits")
     assert row.usage is None and not row.ok and "quantization scale 0.2" in row.detail
@@ -519,3 +520,19 @@ def test_shape_mismatch_is_a_model_error():
     nodes = [Input("in", (3,)), Dense("fc1", np.ones((2, 4))), Neurons("lif1", (2,))]
     with pytest.raises(ModelError, match="layer 'fc1' reads 4 inputs but its source 'in' has 3"):
         verify(Network.sequential(*nodes), target())
+
+
+def test_a_common_factor_of_a_layers_integers_joins_its_scale():
+    """With one scale per layer, a power of two that all its integers share joins the scale: 254 = 127 << 1."""
+    from spikefit.network import Quantization
+
+    w = np.array([[254.0, -128.0], [2.0, 0.0]])
+    layer = Dense("fc1", w, quant=Quantization(weight_bits=9, scale=1.0))
+    net = Network.sequential(Input("in", (2,)), layer, Neurons("lif1", (2,)))
+    row = verify(net, target(weight_bits=8)).row("weight_bits")
+    assert (row.usage, row.ok, row.worst) == (8, True, "layer fc1 (scale 2)")
+    chip = verify(net, target(weight_bits=8, weight_scaling="none")).row("weight_bits")
+    assert (chip.usage, chip.ok) == (9, False)                   # raw integers: no scale to absorb it
+    odd = Network.sequential(Input("in", (2,)), Dense("fc1", w * 3 + 1, quant=Quantization(weight_bits=12, scale=1.0)),
+                             Neurons("lif1", (2,)))
+    assert verify(odd, target(weight_bits=8)).row("weight_bits").usage == 11   # nothing shared: 763 needs 11 bits

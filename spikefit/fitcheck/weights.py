@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..network import shared_shift
 from ..synapses import _bits, _Coder, _Missing, _on_grid, grid_step
 from .report import Row
 
@@ -149,6 +150,9 @@ class WeightRows:
                 off.append((part.conn.name, why))
                 continue
             k = np.rint(part.u / s)
+            if scaling == "layer":  # one scale per layer: a power of two all its integers share joins it
+                g = shared_shift(k)   # (254 = 127 << 1 is an 8-bit weight shifted once)
+                k, s = k / g, s * g
             part.bits, part.scale = _bits(int(k.min()), int(k.max())), float(s)
             if part.bits > best:
                 best, worst = part.bits, f"layer {part.conn.name} (scale {s:g})"
