@@ -53,6 +53,35 @@ class SpikeFn(torch.autograd.Function):
         return grad / (1.0 + ctx.slope * x.abs()) ** 2, None
 
 
+class MultiSpikeFn(torch.autograd.Function):
+    """``floor(x)`` spikes where ``x = v / vth >= 1``, at most ``top`` (None: no cap): the several spikes per
+    step of Xylo and Speck. Gradient: the fast-sigmoid surrogate below threshold, 1 (straight through)
+    from the threshold up to the cap, 0 beyond it."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, slope: float, top: float | None) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.slope, ctx.top = slope, top
+        n = torch.floor(x).clamp(min=0)
+        return n if top is None else n.clamp(max=top)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        g = torch.where(x < 1, 1.0 / (1.0 + ctx.slope * (1 - x).abs()) ** 2, torch.ones_like(x))
+        if ctx.top is not None:
+            g = torch.where(x > ctx.top + 1, torch.zeros_like(x), g)
+        return grad * g, None, None
+
+
+def xylo_decay(d: float) -> float:
+    """The fraction Xylo's shift decay ``x >> dash`` removes per step for spikefit's decay ``d``
+    (``dash`` as spikefit.targets.xylo_audio2.dash reads it)."""
+    from spikefit.targets.xylo_audio2 import dash
+
+    return 2.0 ** -dash(d)
+
+
 @dataclass
 class Probe:
     """What Fisher Spike Contribution needs from one forward pass (see :mod:`spikefit.fsc`).
@@ -165,8 +194,16 @@ class LIF(nn.Module):
     kind = "neurons"
 
     def __init__(self, name: str, shape, du: float = 1.0, dv: float = 0.0, vth: float = 1.0,
-                 bias: bool = False, recurrent: Linear | None = None, slope: float = SURROGATE_SLOPE):
+                 bias: bool = False, recurrent: Linear | None = None, slope: float = SURROGATE_SLOPE,
+                 model: str = "lif", delay: int = 0, max_spikes: int | None = None, reset: str = "zero"):
         super().__init__()
+        if model not in NEURON_DYNAMICS:
+            raise ModelError(f"neuron model {model!r} of population {name!r} is not one of {', '.join(NEURON_DYNAMICS)}")
+        if reset not in ("zero", "subtract"):
+            raise ModelError(f"reset {reset!r} of population {name!r} must be 'zero' or 'subtract'")
+        # model: "lif" (spikefit.network's neuron) or a chip's own (spikefit.chipneurons); delay: steps
+        # the feed-forward input arrives late (Xylo's hidden -> hidden / output layers: 1)
+        self.model, self.delay, self.max_spikes, self.reset = model, int(delay), max_spikes, reset
         self.name = name
         self.shape = N._shape(shape)
         self.du, self.dv, self.vth = snap_decay(du), snap_decay(dv), float(vth)
@@ -181,7 +218,12 @@ class LIF(nn.Module):
         return int(np.prod(self.shape))
 
     def forward(self, a: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
-        """Synaptic input a (t, b, *shape) -> spikes (t, b, *shape)."""
+        """Synaptic input a (t, b, *shape) -> spikes (t, b, *shape) (spike counts with a multi-spike chip neuron)."""
+        if self.delay:
+            a = torch.cat([torch.zeros_like(a[:self.delay]), a[:-self.delay]]) if a.shape[0] > self.delay \
+                else torch.zeros_like(a)
+        if self.model != "lif":
+            return self._chip_forward(a, probe)
         steps, b = a.shape[:2]
         u = torch.zeros_like(a[0])
         v = torch.zeros_like(a[0])
@@ -206,6 +248,69 @@ class LIF(nn.Module):
             out.append(s)
             s_prev = s
         return torch.stack(out)  # (t, b, *shape)
+
+    def _chip_forward(self, a: torch.Tensor, probe: Probe | None) -> torch.Tensor:
+        """The chip neurons of spikefit.chipneurons in float, for training (module doc of chipneurons)."""
+        steps, b = a.shape[:2]
+        i = torch.zeros_like(a[0])
+        v = torch.zeros_like(a[0])
+        s_prev = torch.zeros_like(a[0])
+        mask = None
+        if probe is not None:
+            mask = torch.ones_like(a[0], requires_grad=True)
+            probe.masks[self.name] = mask
+        keep_i = 1.0 - xylo_decay(self.du) if self.model == "xylo-lif" else 0.0
+        keep_v = 1.0 - xylo_decay(self.dv) if self.model == "xylo-lif" else 1.0
+        out = []
+        for k in range(steps):
+            a_k = a[k]
+            if self.recurrent is not None:
+                a_k = a_k + self.recurrent(s_prev.reshape(b, -1), probe).reshape(a_k.shape)
+            bias = 0.0 if self.bias is None else self.bias
+            if self.model == "akida-act":      # stateless: a spike where this step's sum exceeds the threshold
+                s = SpikeFn.apply((a_k + bias - self.vth) / self.vth, self.slope)
+            elif self.model == "truenorth-lif":
+                v = v + a_k + bias
+                leak = self.dv * self.vth
+                v = v - torch.sign(v.detach()) * torch.clamp(v.detach().abs(), max=leak)
+                s = SpikeFn.apply((v - self.vth) / self.vth, self.slope)
+                v = v * (1.0 - s.detach())
+            else:                              # xylo-lif (current decays before it is integrated) / speck-if
+                if self.model == "xylo-lif":
+                    i = (i + a_k) * keep_i
+                    v = v * keep_v + i + bias
+                else:
+                    v = v + a_k + bias
+                s = MultiSpikeFn.apply(v / self.vth, self.slope, self.max_spikes)
+                if self.reset == "subtract":
+                    v = v - s.detach() * self.vth
+                else:
+                    v = v * (s.detach() == 0)
+            if mask is not None:
+                s = s * mask
+            out.append(s)
+            s_prev = s
+        return torch.stack(out)
+
+
+NEURON_DYNAMICS = ("lif", "xylo-lif", "speck-if", "akida-act", "truenorth-lif")
+XYLO_HIDDEN_SPIKES, XYLO_OUTPUT_SPIKES = 31, 1
+
+
+def set_neuron_model(model: "SNN", chip_model: str | None, reset: str = "zero") -> "SNN":
+    """Give every population of ``model`` the chip neuron ``chip_model`` (spikefit.spec.CHIP_MODELS; None:
+    spikefit's LIF) with that chip's timing: on Xylo every population after the first receives its
+    feed-forward input one step late and spikes up to 31 times a step (the output once)."""
+    pops = model.populations()
+    for k, p in enumerate(pops):
+        p.model = chip_model or "lif"
+        p.reset = reset
+        p.delay = 1 if chip_model == "xylo-lif" and k > 0 else 0
+        p.max_spikes = None
+        if chip_model == "xylo-lif":
+            p.max_spikes = XYLO_OUTPUT_SPIKES if p is pops[-1] else XYLO_HIDDEN_SPIKES
+            p.reset = "subtract"
+    return model
 
 
 class Flatten(nn.Module):
@@ -387,6 +492,8 @@ class SNN(nn.Module):
                 d = {"kind": "neurons", "name": s.name, "shape": list(s.shape), "du": s.du, "dv": s.dv,
                      "vth": s.vth, "bias": s.bias is not None, "slope": s.slope,
                      "recurrent": None if s.recurrent is None else stage(s.recurrent)}
+                if s.model != "lif":
+                    d.update(model=s.model, delay=s.delay, max_spikes=s.max_spikes, reset=s.reset)
             elif isinstance(s, Flatten):
                 d = {"kind": "flatten", "name": s.name, "input_shape": list(s.input_shape)}
             else:
@@ -415,7 +522,8 @@ class SNN(nn.Module):
                          tuple(d["padding"]), bias=d["bias"])
             elif kind == "neurons":
                 rec = None if d["recurrent"] is None else stage(d["recurrent"])
-                s = LIF(d["name"], tuple(d["shape"]), d["du"], d["dv"], d["vth"], d["bias"], rec, d["slope"])
+                s = LIF(d["name"], tuple(d["shape"]), d["du"], d["dv"], d["vth"], d["bias"], rec, d["slope"],
+                        d.get("model", "lif"), d.get("delay", 0), d.get("max_spikes"), d.get("reset", "zero"))
             elif kind == "flatten":
                 s = Flatten(d["name"], tuple(d["input_shape"]))
             elif kind == "pool":

@@ -29,7 +29,7 @@ from .datafiles import resolve
 from .datasets import Dataset, check_encoding, predict
 from .errors import DoesNotFitError, ModelError, TrainingError
 from .network import Network
-from .nn import SNN
+from .nn import SNN, set_neuron_model
 from .placement import place
 from .training.checkpoint import (CHECKPOINT, atomic_save, atomic_write_text, load_checkpoint, load_network,
                                   resume_point_exists)
@@ -52,8 +52,17 @@ def default_model(dataset: Dataset, config: FitConfig, target=None) -> SNN:
     dv = config.dv
     if target is not None and not target.neuron.runs("lif"):
         dv = 0.0
-    return SNN.mlp(dataset.n_inputs, hidden, dataset.n_classes, du=config.du, dv=dv, vth=config.vth,
-                   seed=config.seed)
+    model = SNN.mlp(dataset.n_inputs, hidden, dataset.n_classes, du=config.du, dv=dv, vth=config.vth,
+                    seed=config.seed)
+    return chip_neurons(model, target)
+
+
+def chip_neurons(model: SNN, target) -> SNN:
+    """Train the neuron the target runs: its ``[neuron] models`` chip model (spikefit.chipneurons), else
+    spikefit's LIF."""
+    if target is not None:
+        set_neuron_model(model, target.neuron.chip_model, target.neuron.reset)
+    return model
 
 
 def resolve_data(data) -> Dataset:
@@ -135,7 +144,7 @@ class Trainer(Engine):
         self.dataset.check_labels(out.size, what=f"the model output {out.name!r} has {out.size} neurons")
         for s in model.synapses():  # CAT re-clusters from the float weights (pruned zeros stay)
             s.quant = None
-        return model
+        return chip_neurons(model, self.target)
 
     def _encoding(self) -> str:
         """The config's encoding, else what the model expects: currents for snnTorch and Norse models."""
