@@ -189,13 +189,15 @@ def _digits() -> Dataset:
 
 @lru_cache(maxsize=None)
 def _digits16() -> Dataset:
-    """digits for a 16-input chip (Xylo Audio 2): each 8x8 image averaged over 2x2 blocks to 4x4."""
+    """digits for Xylo Audio 2 (16 inputs, 8 outputs): each 8x8 image averaged over 2x2 blocks to 4x4,
+    the digits 0-7 only."""
     d = _digits()
 
-    def pool(x: np.ndarray) -> np.ndarray:
-        return x.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16).astype(np.float32)
+    def pool(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = y < 8
+        return x[keep].reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16).astype(np.float32), y[keep]
 
-    return Dataset("digits16", pool(d.x_train), d.y_train, pool(d.x_test), d.y_test, 10)
+    return Dataset("digits16", *pool(d.x_train, d.y_train), *pool(d.x_test, d.y_test), 8)
 
 
 @lru_cache(maxsize=None)
@@ -234,7 +236,8 @@ class EmbeddedDataset:
 
 EMBEDDED = (EmbeddedDataset("digits", "scikit-learn's 8x8 handwritten digits (64 inputs, 10 classes)", _digits),
             EmbeddedDataset("mnist1d", "MNIST-1D, ON/OFF channels (80 inputs, 10 classes)", _mnist1d),
-            EmbeddedDataset("digits16", "digits pooled 2x2 to 4x4 (16 inputs: Xylo Audio 2's input count)", _digits16),
+            EmbeddedDataset("digits16", "digits 0-7 pooled 2x2 to 4x4 (16 inputs, 8 classes: Xylo Audio 2's I/O)",
+                            _digits16),
             EmbeddedDataset("digits-image", "digits as 1x8x8 images (a convolution's input: Speck 2f, Akida)",
                             _digits_image))
 
