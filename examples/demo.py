@@ -87,7 +87,7 @@ def main() -> None:
         result = spikefit.fit(None, data, target, FitConfig.preset(args.preset, threads=2), out=out / target,
                               force=True)
         exporter = get_exporter(fmt)
-        path = exporter.export(result.network, out / target / f"model.{fmt}{exporter.suffix}", spec)
+        path = exporter.export(result.network, out / target / f"model.{fmt}{getattr(exporter, 'suffix', '.npz')}", spec)
         print(f"  neuron: {spec.neuron.chip_model}; exported with {fmt}: {path}")
         cmp = compare(result.network, [EmulatorBackend.for_target(spec), vendor], dataset=data)
         rows.append((target, spec.neuron.chip_model, result.accuracy["float"], result.accuracy["fitted"],
