@@ -161,3 +161,26 @@ def test_run_with_a_target_refuses_what_its_neuron_cannot_run(tmp_path):
     np.save(tmp_path / "x.npy", _spikes(0, (4, 2, 1, 8, 8)))
     assert_one_line_error(invoke("run", model, "--inputs", tmp_path / "x.npy", "--backend", "emulator", "--target",
                                  "xylo-audio2"), r"layer 'conv1' \(conv2d\): Xylo runs dense weights only")
+
+
+# -- end to end: a conv fitted to digits-image, emulator against the vendor -----------------------------
+
+@pytest.mark.parametrize("target,vendor", [("akida", "akida"), ("speck2f", "speck-sim")])
+def test_a_conv_fitted_to_digits_image_runs_identically_on_emulator_and_vendor(tmp_path, target, vendor):
+    from spikefit.nn import SNN, LIF, Conv, Flatten, Linear
+    from spikefit.runner import compare
+    from spikefit.trainer import FitConfig
+
+    model = SNN([Conv("conv1", (1, 8, 8), 4, 3, padding=1), LIF("p1", (4, 8, 8)), Flatten("flat", (4, 8, 8)),
+                 Linear("fc2", 256, 10), LIF("p2", (10,))], (1, 8, 8))
+    r = spikefit.fit(model, "digits-image", target, FitConfig.preset("demo", threads=2), out=tmp_path, force=True,
+                     progress=False)
+    assert r.report.ok and r.accuracy["fitted"] > 0.8
+    assert {p.model for p in r.model.populations()} == {spikefit.get_target(target).neuron.chip_model}
+    if target == "akida":    # the InputConvolutional on 8 bits, the rest 4-bit symmetric
+        ints = {s.name: s.quant.export(s.weight)[0] for s in r.model.synapses()}
+        assert ints["conv1"].max() > 7 and -7 <= ints["fc2"].min() and ints["fc2"].max() <= 7
+    spec = spikefit.get_target(target)
+    cmp = compare(r.network, [EmulatorBackend.for_target(spec), vendor], dataset="digits-image", samples=120)
+    assert cmp.agreement == {vendor: 1.0}
+    assert cmp.results["emulator"].accuracy == cmp.results[vendor].accuracy
