@@ -53,35 +53,6 @@ class SpikeFn(torch.autograd.Function):
         return grad / (1.0 + ctx.slope * x.abs()) ** 2, None
 
 
-class MultiSpikeFn(torch.autograd.Function):
-    """``floor(x)`` spikes where ``x = v / vth >= 1``, at most ``top`` (None: no cap): the several spikes per
-    step of Xylo and Speck. Gradient: the fast-sigmoid surrogate below threshold, 1 (straight through)
-    from the threshold up to the cap, 0 beyond it."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, slope: float, top: float | None) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.slope, ctx.top = slope, top
-        n = torch.floor(x).clamp(min=0)
-        return n if top is None else n.clamp(max=top)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        g = torch.where(x < 1, 1.0 / (1.0 + ctx.slope * (1 - x).abs()) ** 2, torch.ones_like(x))
-        if ctx.top is not None:
-            g = torch.where(x > ctx.top + 1, torch.zeros_like(x), g)
-        return grad * g, None, None
-
-
-def xylo_decay(d: float) -> float:
-    """The fraction Xylo's shift decay ``x >> dash`` removes per step for spikefit's decay ``d``
-    (``dash`` as spikefit.targets.xylo_audio2.dash reads it)."""
-    from spikefit.targets.xylo_audio2 import dash
-
-    return 2.0 ** -dash(d)
-
-
 @dataclass
 class Probe:
     """What Fisher Spike Contribution needs from one forward pass (see :mod:`spikefit.fsc`).
@@ -250,67 +221,12 @@ class LIF(nn.Module):
         return torch.stack(out)  # (t, b, *shape)
 
     def _chip_forward(self, a: torch.Tensor, probe: Probe | None) -> torch.Tensor:
-        """The chip neurons of spikefit.chipneurons in float, for training (module doc of chipneurons)."""
-        steps, b = a.shape[:2]
-        i = torch.zeros_like(a[0])
-        v = torch.zeros_like(a[0])
-        s_prev = torch.zeros_like(a[0])
-        mask = None
-        if probe is not None:
-            mask = torch.ones_like(a[0], requires_grad=True)
-            probe.masks[self.name] = mask
-        keep_i = 1.0 - xylo_decay(self.du) if self.model == "xylo-lif" else 0.0
-        keep_v = 1.0 - xylo_decay(self.dv) if self.model == "xylo-lif" else 1.0
-        out = []
-        for k in range(steps):
-            a_k = a[k]
-            if self.recurrent is not None:
-                a_k = a_k + self.recurrent(s_prev.reshape(b, -1), probe).reshape(a_k.shape)
-            bias = 0.0 if self.bias is None else self.bias
-            if self.model == "akida-act":      # stateless: a spike where this step's sum exceeds the threshold
-                s = SpikeFn.apply((a_k + bias - self.vth) / self.vth, self.slope)
-            elif self.model == "truenorth-lif":
-                v = v + a_k + bias
-                leak = self.dv * self.vth
-                v = v - torch.sign(v.detach()) * torch.clamp(v.detach().abs(), max=leak)
-                s = SpikeFn.apply((v - self.vth) / self.vth, self.slope)
-                v = v * (1.0 - s.detach())
-            else:                              # xylo-lif (current decays before it is integrated) / speck-if
-                if self.model == "xylo-lif":
-                    i = (i + a_k) * keep_i
-                    v = v * keep_v + i + bias
-                else:
-                    v = v + a_k + bias
-                s = MultiSpikeFn.apply(v / self.vth, self.slope, self.max_spikes)
-                if self.reset == "subtract":
-                    v = v - s.detach() * self.vth
-                else:
-                    v = v * (s.detach() == 0)
-            if mask is not None:
-                s = s * mask
-            out.append(s)
-            s_prev = s
-        return torch.stack(out)
+        from .chiptrain import chip_forward
+
+        return chip_forward(self, a, probe)
 
 
 NEURON_DYNAMICS = ("lif", "xylo-lif", "speck-if", "akida-act", "truenorth-lif")
-XYLO_HIDDEN_SPIKES, XYLO_OUTPUT_SPIKES = 31, 1
-
-
-def set_neuron_model(model: "SNN", chip_model: str | None, reset: str = "zero") -> "SNN":
-    """Give every population of ``model`` the chip neuron ``chip_model`` (spikefit.spec.CHIP_MODELS; None:
-    spikefit's LIF) with that chip's timing: on Xylo every population after the first receives its
-    feed-forward input one step late and spikes up to 31 times a step (the output once)."""
-    pops = model.populations()
-    for k, p in enumerate(pops):
-        p.model = chip_model or "lif"
-        p.reset = reset
-        p.delay = 1 if chip_model == "xylo-lif" and k > 0 else 0
-        p.max_spikes = None
-        if chip_model == "xylo-lif":
-            p.max_spikes = XYLO_OUTPUT_SPIKES if p is pops[-1] else XYLO_HIDDEN_SPIKES
-            p.reset = "subtract"
-    return model
 
 
 class Flatten(nn.Module):
@@ -724,3 +640,6 @@ def spike_counts(out: torch.Tensor) -> torch.Tensor:
 def count_loss(out: torch.Tensor, y: torch.Tensor, scale: float, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy on spike counts scaled by ``scale`` (logits = scale * counts)."""
     return F.cross_entropy(spike_counts(out) * scale, y, reduction=reduction)
+
+
+from .chiptrain import MultiSpikeFn, set_neuron_model, xylo_decay  # noqa: E402  (the chip neurons)

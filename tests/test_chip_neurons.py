@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import spikefit
 from spikefit.chipneurons import run_akida, run_chip, run_speck, run_truenorth, run_xylo
@@ -171,6 +172,7 @@ def test_a_conv_fitted_to_digits_image_runs_identically_on_emulator_and_vendor(t
     from spikefit.runner import compare
     from spikefit.trainer import FitConfig
 
+    torch.manual_seed(0)
     model = SNN([Conv("conv1", (1, 8, 8), 4, 3, padding=1), LIF("p1", (4, 8, 8)), Flatten("flat", (4, 8, 8)),
                  Linear("fc2", 256, 10), LIF("p2", (10,))], (1, 8, 8))
     r = spikefit.fit(model, "digits-image", target, FitConfig.preset("demo", threads=2), out=tmp_path, force=True,
