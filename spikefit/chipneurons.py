@@ -355,9 +355,13 @@ def run_truenorth(net: Network, inputs) -> dict[str, np.ndarray]:
         spikes[p.name] = torch.zeros(T, B, p.size, dtype=torch.float64)
     for t in range(T):
         for p in pops:
-            a = sum(c.apply(spikes[c.source][t - 1] if c.recurrent else spikes[c.source][t])
-                    if not (c.recurrent and t == 0) else torch.zeros(B, p.size, dtype=torch.float64)
-                    for c in p.conns)
+            a = torch.zeros(B, p.size, dtype=torch.float64)
+            for c in p.conns:          # a recurrent connection delivers the previous step's spikes
+                if c.recurrent:
+                    src = spikes[c.source][t - 1] if t > 0 else torch.zeros_like(spikes[c.source][0])
+                else:
+                    src = spikes[c.source][t]
+                a = a + c.apply(src)
             v = state[p.name] + a + p.params.bias
             leak = p.params.dv * p.params.vth
             v = v - torch.sign(v) * torch.clamp(v.abs(), max=leak)
