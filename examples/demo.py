@@ -8,6 +8,10 @@
 3. Verify both fitted networks against every chip in the catalog.
 4. Run the Loihi 2 fit on the fixed-point emulator and on Lava's CPU simulator, and compare trained,
    emulated and Lava accuracy and spike-by-spike agreement.
+5. Fit digits to Xylo Audio 2 (digits16: 16 channels, 8 classes), Speck 2f and Akida, each training the
+   chip's own neuron; export each with its vendor SDK (rockpool specification, sinabs DynapcnnNetwork,
+   akida Model), run the vendor's simulator (XyloSim, sinabs, akida) and compare with the emulator
+   running the same neuron.
 
 Usage: python examples/demo.py [--out runs/demo] [--preset demo|full]
 """
@@ -19,8 +23,14 @@ from pathlib import Path
 
 import spikefit
 from spikefit.cli.targets import targets as targets_command
+from spikefit.emulator import EmulatorBackend
+from spikefit.plugins import get_exporter
 from spikefit.runner import compare
 from spikefit.trainer import FitConfig
+
+# chip -> (embedded dataset shaped for it, SDK exporter, vendor simulator backend)
+VENDOR_CHIPS = {"xylo-audio2": ("digits16", "xylo", "xylosim"), "speck2f": ("digits", "speck", "speck-sim"),
+                "akida": ("digits", "akida", "akida")}
 
 
 def banner(text: str) -> None:
@@ -69,6 +79,28 @@ def main() -> None:
     for label, acc in rows:
         print(f"  {label:<26} {100 * acc:6.2f} %")
     print(f"  output spikes identical at every step (emulator vs lava): {100 * cmp.agreement['lava']:.1f} % of samples")
+
+    rows = []
+    for target, (data, fmt, vendor) in VENDOR_CHIPS.items():
+        banner(f"spikefit fit --target {target} --dataset {data}; export --format {fmt}; run --backend {vendor}")
+        spec = spikefit.get_target(target)
+        result = spikefit.fit(None, data, target, FitConfig.preset(args.preset, threads=2), out=out / target,
+                              force=True)
+        exporter = get_exporter(fmt)
+        path = exporter.export(result.network, out / target / f"model.{fmt}{getattr(exporter, 'suffix', '.npz')}", spec)
+        print(f"  neuron: {spec.neuron.chip_model}; exported with {fmt}: {path}")
+        cmp = compare(result.network, [EmulatorBackend.for_target(spec), vendor], dataset=data)
+        rows.append((target, spec.neuron.chip_model, result.accuracy["float"], result.accuracy["fitted"],
+                     cmp.results["emulator"].accuracy, cmp.results[vendor].accuracy, vendor, cmp.agreement[vendor],
+                     cmp.results[vendor].samples))
+    banner("per chip: trained vs emulator vs the vendor's simulator (test split)")
+    print(f"  {'chip':<12} {'neuron':<10} {'float':>7} {'trained':>8} {'emulator':>9} {'vendor':>8}  "
+          f"{'simulator':<10} identical")
+    for target, neuron, flt, trained, emu, ven, vendor, agree, n in rows:
+        print(f"  {target:<12} {neuron:<10} {100 * flt:6.2f}% {100 * trained:7.2f}% {100 * emu:8.2f}% "
+              f"{100 * ven:7.2f}%  {vendor:<10} {100 * agree:.1f} % of {n}")
+    print("  float: before quantization; trained: the fitted torch model; identical: emulator and vendor outputs "
+          "equal at every step")
     print(f"\nmodels, checkpoints and reports in {out}/ ; total {time.perf_counter() - t0:.0f} s")
 
 

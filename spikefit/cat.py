@@ -354,8 +354,10 @@ class CatSpec:
     weight_scaling: str = "layer"        # one scale per "layer", per "chip", or "none" (integers)
     mode: str = "hard"                   # centroid assignment: "hard" (STE) or "soft" (annealed DKM)
     zero: bool = True                    # 0 (absent synapse) is a free extra level, not one of the M
+    layer_bits: tuple = ()               # ((connection, bits, narrow), ...): a layer's own grid (layer_grids)
 
     def __post_init__(self):
+        self.layer_bits = tuple((str(n), int(b), bool(w)) for n, b, w in self.layer_bits)
         grid = weight_grid(self.weight_bits)
         if self.M is not None and grid is not None and self.M > grid[1] - grid[0]:
             raise TrainingError(f"unique_weights M={self.M} exceeds the {grid[1] - grid[0]} non-zero values of a "
@@ -368,6 +370,33 @@ class CatSpec:
     @property
     def active(self) -> bool:
         return self.M is not None or self.weight_bits is not None
+
+    def grid_of(self, name: str) -> tuple[int | None, bool]:
+        """(bits, narrow) of connection ``name``: its own grid, else weight_bits (two's complement)."""
+        for n, bits, narrow in self.layer_bits:
+            if n == name:
+                return bits, narrow
+        return self.weight_bits, False
+
+
+def layer_grids(model, target) -> tuple:
+    """Per-connection grids a target's rule set asks for (e.g. Akida: 4-bit symmetric [-7, 7], 8 bits in
+    an input convolution): the ``weight_grids(model)`` of the catalog module whose ``RULES`` serve the
+    target, as ``((connection, bits, narrow), ...)``; () when none does."""
+    import importlib
+    from importlib import resources
+
+    if target is None:
+        return ()
+    folder = resources.files("spikefit.targets")
+    for p in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not p.name.endswith(".py") or p.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"spikefit.targets.{p.name[:-3]}")
+        rules, grids = getattr(mod, "RULES", None), getattr(mod, "weight_grids", None)
+        if rules is not None and grids is not None and (target.name in rules.targets or rules.name in target.rule_tables):
+            return tuple((n, int(b), bool(w)) for n, (b, w) in grids(model).items())
+    return ()
 
 
 def _rows_positions(syn) -> tuple[int, int]:
@@ -393,13 +422,14 @@ def attach_cat(model, spec: CatSpec, groups: tuple[dict[str, np.ndarray], int] |
     for s in syns:
         vth = model.post_of(s).vth
         w = s.weight * s.mask
-        scales[s.name] = power_of_two_scale(w.abs().max(), grid[1], vth) if grid else None
+        own = weight_grid(*spec.grid_of(s.name))
+        scales[s.name] = power_of_two_scale(w.abs().max(), own[1], vth) if own else None
     if grid and spec.weight_scaling == "chip":
         common = max(scales.values())  # the coarsest grid holds every layer's weights
         scales = {k: common for k in scales}
     if spec.M is None:  # no codebook limit: QAT on the uniform integer grid, learned scale
         for s in syns:
-            s.quant = UniformQuantizer(spec.weight_bits, scales[s.name])
+            s.quant = UniformQuantizer(*spec.grid_of(s.name)[:1], scales[s.name], narrow=spec.grid_of(s.name)[1])
         return
     shared = None
     if spec.scope in ("chip", "core"):  # one codebook module for every connection, on the coarsest grid
@@ -410,7 +440,7 @@ def attach_cat(model, spec: CatSpec, groups: tuple[dict[str, np.ndarray], int] |
     for s in syns:
         rows, positions = _rows_positions(s)
         g = groups[0][s.name] if spec.scope == "core" else scope_groups(spec.scope, rows)
-        cb = shared or Codebook(np.zeros((int(g.max()) + 1, spec.M)), scales[s.name], spec.weight_bits)
+        cb = shared or Codebook(np.zeros((int(g.max()) + 1, spec.M)), scales[s.name], spec.grid_of(s.name)[0])
         s.quant = CodebookQuantizer(cb, g, spec.scope, spec.mode, shared_id=spec.scope if shared else None,
                                     zero=spec.zero)
     if shared is not None:  # one k-means per group over every connection's weights in it

@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import DatasetError
 
-DATASETS = ("digits", "mnist1d")   # embedded (registered by the built-in plugin)
+DATASETS = ("digits", "mnist1d", "digits16", "digits-image")   # embedded (registered by the built-in plugin)
 ENCODINGS = ("rate", "current")
 LAYOUTS = ("static", "sequence")
 SPLITS = ("train", "test", "val")
@@ -188,6 +188,27 @@ def _digits() -> Dataset:
 
 
 @lru_cache(maxsize=None)
+def _digits16() -> Dataset:
+    """digits for Xylo Audio 2 (16 inputs, 8 outputs): each 8x8 image averaged over 2x2 blocks to 4x4,
+    the digits 0-7 only."""
+    d = _digits()
+
+    def pool(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = y < 8
+        return x[keep].reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16).astype(np.float32), y[keep]
+
+    return Dataset("digits16", *pool(d.x_train, d.y_train), *pool(d.x_test, d.y_test), 8)
+
+
+@lru_cache(maxsize=None)
+def _digits_image() -> Dataset:
+    """digits as (1, 8, 8) images, the input of a convolution (Speck 2f, Akida's InputConvolutional)."""
+    d = _digits()
+    return Dataset("digits-image", d.x_train.reshape(-1, 1, 8, 8), d.y_train, d.x_test.reshape(-1, 1, 8, 8),
+                   d.y_test, 10)
+
+
+@lru_cache(maxsize=None)
 def _mnist1d() -> Dataset:
     from mnist1d.data import make_dataset
 
@@ -214,7 +235,11 @@ class EmbeddedDataset:
 
 
 EMBEDDED = (EmbeddedDataset("digits", "scikit-learn's 8x8 handwritten digits (64 inputs, 10 classes)", _digits),
-            EmbeddedDataset("mnist1d", "MNIST-1D, ON/OFF channels (80 inputs, 10 classes)", _mnist1d))
+            EmbeddedDataset("mnist1d", "MNIST-1D, ON/OFF channels (80 inputs, 10 classes)", _mnist1d),
+            EmbeddedDataset("digits16", "digits 0-7 pooled 2x2 to 4x4 (16 inputs, 8 classes: Xylo Audio 2's I/O)",
+                            _digits16),
+            EmbeddedDataset("digits-image", "digits as 1x8x8 images (a convolution's input: Speck 2f, Akida)",
+                            _digits_image))
 
 
 def load_dataset(name: str, root=None, steps: int | None = None) -> Dataset:

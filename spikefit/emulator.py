@@ -338,17 +338,36 @@ def run_float(network: Network, inputs) -> dict[str, np.ndarray]:
 class EmulatorBackend:
     """Backend ``"emulator"`` (Lava bit-accurate fixed point) or ``"emulator-float"`` (float64)."""
 
-    def __init__(self, mode: str = "fixed"):
+    def __init__(self, mode: str = "fixed", neuron: str | None = None, reset: str = "zero"):
         if mode not in MODES:
             raise BackendError(f"unknown emulator mode {mode!r}; use 'fixed' or 'float'")
-        self.mode = mode
+        from .spec import CHIP_MODELS
+
+        if neuron is not None and neuron not in CHIP_MODELS:
+            raise BackendError(f"unknown chip neuron model {neuron!r}; use one of {', '.join(CHIP_MODELS)}")
+        if neuron is not None and mode != "fixed":
+            raise BackendError(f"the chip neuron {neuron!r} runs in the fixed-point emulator, not 'emulator-float'")
+        self.mode, self.neuron, self.reset = mode, neuron, reset
         self.name = "emulator" if mode == "fixed" else "emulator-float"
 
+    @classmethod
+    def for_target(cls, spec, mode: str = "fixed") -> "EmulatorBackend":
+        """The emulator running ``spec``'s chip neuron (``[neuron] models``), Lava's LIF when it names none."""
+        neuron = spec.neuron.chip_model if mode == "fixed" else None
+        return cls(mode, neuron, spec.neuron.reset)
+
     def run(self, network: Network, inputs) -> dict[str, np.ndarray]:
-        """Spikes (t, b, n) (bool) of every population for input spikes ``inputs`` (t, b, n_in)."""
+        """Spikes (t, b, n) of every population for input spikes ``inputs`` (t, b, n_in): booleans with
+        Lava's LIF, spike counts with a chip neuron (spikefit.chipneurons)."""
         if self.mode == "float":
             return run_float(network, inputs)
+        if self.neuron is not None:
+            from .chipneurons import run_chip
+
+            with torch.no_grad(), _threads():
+                return run_chip(self.neuron, network, inputs, self.reset)
         return run_fixed(to_fixed(network), inputs)
 
     def __repr__(self) -> str:
-        return f"EmulatorBackend(mode={self.mode!r})"
+        extra = f", neuron={self.neuron!r}" if self.neuron else ""
+        return f"EmulatorBackend(mode={self.mode!r}{extra})"

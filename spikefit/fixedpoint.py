@@ -69,7 +69,7 @@ class FixedLayer:
     depth: int                    # feed-forward connections on the longest path from the input
     source: str                   # the Input or population whose spikes feed the connection
     recurrent: bool               # the connection closes a cycle (delivers the previous step)
-    conv: dict | None             # conv2d geometry (spikefit CHW and Lava WHC orders), else None
+    conv: dict | None             # conv2d geometry in spikefit's (c, h, w) order, else None
     scale: float                  # weight units per integer step: w ~= scale * q
     sign_mode: str = "mixed"      # Lava SignMode of the weights: "mixed" | "excitatory" | "inhibitory"
 
@@ -123,24 +123,6 @@ def lava_sign_mode(weights) -> str:
     if vals.size == 0 or vals.min() >= 0:
         return "excitatory"
     return "inhibitory" if vals.max() <= 0 else "mixed"
-
-
-# -- layout helpers for the Lava exporter ----------------------------------------------------------
-def whc_permutation(shape_chw: tuple[int, ...]) -> np.ndarray:
-    """``perm`` with ``lava_flat = spikefit_flat[perm]``: spikefit flattens (c, h, w) in C order,
-    Lava's Conv and LIF processes hold (w, h, c) = (x, y, c). Identity for 1-D shapes."""
-    n = int(np.prod(shape_chw))
-    if len(shape_chw) != 3:
-        return np.arange(n)
-    return np.arange(n).reshape(shape_chw).transpose(2, 1, 0).reshape(-1)
-
-
-def lava_conv_weight(layer: FixedLayer) -> np.ndarray:
-    """Integer kernel for Lava's ``Conv(weight=...)``: (c_out, kw, kh, c_in), spatially flipped
-    (Lava convolves, spikefit correlates), pre-shifted by ``weight_exp`` because
-    ``PyConvModelFixed`` ignores its ``weight_exp`` Var."""
-    q = np.asarray(layer.weight, dtype=np.int64)
-    return (q[:, :, ::-1, ::-1].transpose(0, 3, 2, 1) << layer.weight_exp).astype(np.int32)
 
 
 # -- structural folding ----------------------------------------------------------------------------
@@ -416,10 +398,7 @@ def _convert_population(pop: Neurons, conns: list[_Incoming], depth: dict[str, i
             ci, h, w = c.conn.input_shape
             co, oh, ow = c.conn.output_shape
             conv = {"input_shape": (ci, h, w), "output_shape": (co, oh, ow),
-                    "stride": tuple(c.conn.stride), "padding": tuple(c.conn.padding),
-                    # Lava's Conv: (x, y, c) = (w, h, c) order, stride/padding as (x, y)
-                    "lava_input_shape": (w, h, ci), "lava_output_shape": (ow, oh, co),
-                    "lava_stride": tuple(c.conn.stride[::-1]), "lava_padding": tuple(c.conn.padding[::-1])}
+                    "stride": tuple(c.conn.stride), "padding": tuple(c.conn.padding)}
         layers.append(FixedLayer(
             name=name, conn=c.conn.name, kind=c.kind, weight=q, weight_exp=int(e),
             num_weight_bits=NUM_WEIGHT_BITS, du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=int(bias_exp),

@@ -165,8 +165,16 @@ class LIF(nn.Module):
     kind = "neurons"
 
     def __init__(self, name: str, shape, du: float = 1.0, dv: float = 0.0, vth: float = 1.0,
-                 bias: bool = False, recurrent: Linear | None = None, slope: float = SURROGATE_SLOPE):
+                 bias: bool = False, recurrent: Linear | None = None, slope: float = SURROGATE_SLOPE,
+                 model: str = "lif", delay: int = 0, max_spikes: int | None = None, reset: str = "zero"):
         super().__init__()
+        if model not in NEURON_DYNAMICS:
+            raise ModelError(f"neuron model {model!r} of population {name!r} is not one of {', '.join(NEURON_DYNAMICS)}")
+        if reset not in ("zero", "subtract"):
+            raise ModelError(f"reset {reset!r} of population {name!r} must be 'zero' or 'subtract'")
+        # model: "lif" (spikefit.network's neuron) or a chip's own (spikefit.chipneurons); delay: steps
+        # the feed-forward input arrives late (Xylo's hidden -> hidden / output layers: 1)
+        self.model, self.delay, self.max_spikes, self.reset = model, int(delay), max_spikes, reset
         self.name = name
         self.shape = N._shape(shape)
         self.du, self.dv, self.vth = snap_decay(du), snap_decay(dv), float(vth)
@@ -181,7 +189,12 @@ class LIF(nn.Module):
         return int(np.prod(self.shape))
 
     def forward(self, a: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
-        """Synaptic input a (t, b, *shape) -> spikes (t, b, *shape)."""
+        """Synaptic input a (t, b, *shape) -> spikes (t, b, *shape) (spike counts with a multi-spike chip neuron)."""
+        if self.delay:
+            a = torch.cat([torch.zeros_like(a[:self.delay]), a[:-self.delay]]) if a.shape[0] > self.delay \
+                else torch.zeros_like(a)
+        if self.model != "lif":
+            return self._chip_forward(a, probe)
         steps, b = a.shape[:2]
         u = torch.zeros_like(a[0])
         v = torch.zeros_like(a[0])
@@ -206,6 +219,14 @@ class LIF(nn.Module):
             out.append(s)
             s_prev = s
         return torch.stack(out)  # (t, b, *shape)
+
+    def _chip_forward(self, a: torch.Tensor, probe: Probe | None) -> torch.Tensor:
+        from .chiptrain import chip_forward
+
+        return chip_forward(self, a, probe)
+
+
+NEURON_DYNAMICS = ("lif", "xylo-lif", "speck-if", "akida-act", "truenorth-lif")
 
 
 class Flatten(nn.Module):
@@ -387,6 +408,8 @@ class SNN(nn.Module):
                 d = {"kind": "neurons", "name": s.name, "shape": list(s.shape), "du": s.du, "dv": s.dv,
                      "vth": s.vth, "bias": s.bias is not None, "slope": s.slope,
                      "recurrent": None if s.recurrent is None else stage(s.recurrent)}
+                if s.model != "lif":
+                    d.update(model=s.model, delay=s.delay, max_spikes=s.max_spikes, reset=s.reset)
             elif isinstance(s, Flatten):
                 d = {"kind": "flatten", "name": s.name, "input_shape": list(s.input_shape)}
             else:
@@ -415,7 +438,8 @@ class SNN(nn.Module):
                          tuple(d["padding"]), bias=d["bias"])
             elif kind == "neurons":
                 rec = None if d["recurrent"] is None else stage(d["recurrent"])
-                s = LIF(d["name"], tuple(d["shape"]), d["du"], d["dv"], d["vth"], d["bias"], rec, d["slope"])
+                s = LIF(d["name"], tuple(d["shape"]), d["du"], d["dv"], d["vth"], d["bias"], rec, d["slope"],
+                        d.get("model", "lif"), d.get("delay", 0), d.get("max_spikes"), d.get("reset", "zero"))
             elif kind == "flatten":
                 s = Flatten(d["name"], tuple(d["input_shape"]))
             elif kind == "pool":
@@ -616,3 +640,6 @@ def spike_counts(out: torch.Tensor) -> torch.Tensor:
 def count_loss(out: torch.Tensor, y: torch.Tensor, scale: float, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy on spike counts scaled by ``scale`` (logits = scale * counts)."""
     return F.cross_entropy(spike_counts(out) * scale, y, reduction=reduction)
+
+
+from .chiptrain import MultiSpikeFn, set_neuron_model, xylo_decay  # noqa: E402  (the chip neurons)

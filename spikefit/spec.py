@@ -19,7 +19,11 @@ from . import bounds
 from .errors import SpecError
 from .network import SCOPES
 
-NEURON_MODELS = ("cuba-lif", "lif", "if")
+NEURON_MODELS = ("cuba-lif", "lif", "if", "xylo-lif", "speck-if", "akida-act", "truenorth-lif")
+GENERIC_MODELS = ("cuba-lif", "lif", "if")   # spikefit.network's neuron with du, dv (Lava's arithmetic)
+# A chip's own neuron (spikefit.chipneurons), and the generic model whose networks it runs: the
+# network's du, dv and vth are read as that chip's parameters (docs/targets.md).
+CHIP_MODELS = {"xylo-lif": "cuba-lif", "speck-if": "if", "akida-act": "if", "truenorth-lif": "lif"}
 LAYER_KINDS = ("dense", "sparse", "conv2d", "sumpool2d", "avgpool2d", "flatten", "recurrent")
 WEIGHT_SCALING = ("layer", "chip", "none")
 FAN_OUT_UNITS = ("synapses", "cores")
@@ -65,7 +69,7 @@ class Limits:
 class NeuronSpec:
     """The neuron models a chip runs and its fixed-point state, as the chip defines them."""
 
-    models: tuple[str, ...] = NEURON_MODELS  # "cuba-lif" runs "lif" and "if" too (du = 1, dv = 0)
+    models: tuple[str, ...] = GENERIC_MODELS  # "cuba-lif" runs "lif" and "if" too (du = 1, dv = 0)
     state_bits: int | None = None            # membrane / current state precision (informational)
     decay_bits: int | None = None            # decays are integers out of 2**decay_bits
     threshold_bits: int | None = None        # unsigned threshold mantissa precision
@@ -85,9 +89,18 @@ class NeuronSpec:
         _choice("neuron.reset", self.reset, ("zero", "subtract"))
 
     def runs(self, model: str) -> bool:
-        """A chip that runs cuba-lif also runs lif (du = 1) and if (du = 1, dv = 0)."""
-        order = NEURON_MODELS[::-1]  # if < lif < cuba-lif
-        return any(order.index(model) <= order.index(m) for m in self.models)
+        """A chip that runs cuba-lif also runs lif (du = 1) and if (du = 1, dv = 0); a chip's own model
+        runs the generic model it stands for (CHIP_MODELS) and those below it."""
+        if model in CHIP_MODELS:
+            return model in self.models
+        order = GENERIC_MODELS[::-1]  # if < lif < cuba-lif
+        return any(order.index(model) <= order.index(CHIP_MODELS.get(m, m)) for m in self.models)
+
+    @property
+    def chip_model(self) -> str | None:
+        """The chip's own neuron model (the first of ``models`` in CHIP_MODELS), None for the generic
+        LIF of spikefit.network: what training and the emulator run for this target."""
+        return next((m for m in self.models if m in CHIP_MODELS), None)
 
 
 @dataclass(frozen=True)

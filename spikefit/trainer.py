@@ -29,7 +29,7 @@ from .datafiles import resolve
 from .datasets import Dataset, check_encoding, predict
 from .errors import DoesNotFitError, ModelError, TrainingError
 from .network import Network
-from .nn import SNN
+from .nn import SNN, set_neuron_model
 from .placement import place
 from .training.checkpoint import (CHECKPOINT, atomic_save, atomic_write_text, load_checkpoint, load_network,
                                   resume_point_exists)
@@ -52,8 +52,17 @@ def default_model(dataset: Dataset, config: FitConfig, target=None) -> SNN:
     dv = config.dv
     if target is not None and not target.neuron.runs("lif"):
         dv = 0.0
-    return SNN.mlp(dataset.n_inputs, hidden, dataset.n_classes, du=config.du, dv=dv, vth=config.vth,
-                   seed=config.seed)
+    model = SNN.mlp(dataset.n_inputs, hidden, dataset.n_classes, du=config.du, dv=dv, vth=config.vth,
+                    seed=config.seed)
+    return chip_neurons(model, target)
+
+
+def chip_neurons(model: SNN, target) -> SNN:
+    """Train the neuron the target runs: its ``[neuron] models`` chip model (spikefit.chipneurons), else
+    spikefit's LIF."""
+    if target is not None:
+        set_neuron_model(model, target.neuron.chip_model, target.neuron.reset)
+    return model
 
 
 def resolve_data(data) -> Dataset:
@@ -79,7 +88,7 @@ def check_target(target, dataset: Dataset, config: FitConfig) -> None:
         raise TrainingError(f"target {target.name!r} allows fan_out {lim.fan_out}; no neuron could reach the output")
 
 
-def cat_spec(target, config: FitConfig) -> C.CatSpec:
+def cat_spec(target, config: FitConfig, model: SNN | None = None) -> C.CatSpec:
     lim = target.limits
     bits = lim.weight_bits
     if config.max_weight_bits is not None:
@@ -88,7 +97,10 @@ def cat_spec(target, config: FitConfig) -> C.CatSpec:
     grid = C.weight_grid(bits)
     if M is not None and grid is not None:
         M = min(M, grid[1] - grid[0])  # a coarser deploy grid caps M (e.g. 255 values at 8 bits)
-    return C.CatSpec(M, lim.unique_weights_scope, bits, lim.weight_scaling, config.cat_mode)
+    layers = C.layer_grids(model, target) if model is not None else ()
+    if config.max_weight_bits is not None:
+        layers = tuple((n, min(b, config.max_weight_bits), w) for n, b, w in layers)
+    return C.CatSpec(M, lim.unique_weights_scope, bits, lim.weight_scaling, config.cat_mode, layer_bits=layers)
 
 
 # -- the fit's engine ----------------------------------------------------------------------------
@@ -108,6 +120,7 @@ class Trainer(Engine):
         self.convention = None                     # the NIR convention it was read with (snntorch, norse-1.1, ...)
         self.config = config
         model = self._model(model)                 # conforms the data's layout to the model's input
+        self._grid_model = model                   # per-layer weight grids (cat.layer_grids) are read from it
         self.snapped = list(getattr(model, "snapped", []))
         check_target(self.target, self.dataset, config)
         chipfit.check_feasible(model, self.target)   # seconds, before any epoch
@@ -119,7 +132,7 @@ class Trainer(Engine):
         self.config = config
         self.steps = steps_for(self.dataset, config)
         self.encoding = self._encoding()
-        self.spec = cat_spec(self.target, config)
+        self.spec = cat_spec(self.target, config, getattr(self, "model", None) or self._grid_model)
         self.data = TrainData.build(self.dataset, self.steps, self.encoding, config)
 
     def _model(self, model) -> SNN:
@@ -135,7 +148,7 @@ class Trainer(Engine):
         self.dataset.check_labels(out.size, what=f"the model output {out.name!r} has {out.size} neurons")
         for s in model.synapses():  # CAT re-clusters from the float weights (pruned zeros stay)
             s.quant = None
-        return model
+        return chip_neurons(model, self.target)
 
     def _encoding(self) -> str:
         """The config's encoding, else what the model expects: currents for snnTorch and Norse models."""
@@ -244,7 +257,12 @@ class Trainer(Engine):
             x_test = self.data.x_test_flat
             binary = bool(np.isin(x_test, (0.0, 1.0)).all())
             deployed_on = "emulator" if binary else "emulator-float"  # the fixed-point chip path takes spikes
-            spikes = get_backend(deployed_on).run(network, x_test)
+            backend = get_backend(deployed_on)
+            if binary and self.target.neuron.chip_model is not None:  # the emulator runs the chip's own neuron
+                from .emulator import EmulatorBackend
+
+                backend = EmulatorBackend.for_target(self.target)
+            spikes = backend.run(network, x_test)
             counts = np.asarray(spikes[self.model.output_population().name]).sum(0)
             deployed_pred = predict(counts)
             acc["deployed"] = float((deployed_pred == self.data.y_test).mean())

@@ -432,6 +432,18 @@ def neural_processors(view):
                     f"({cnp} CNP, {fnp3} FNP3, {fnp2} FNP2), AKD1000 has {NPS}: fewer filters or a smaller map")
 
 
+def weight_grids(model) -> dict[str, tuple[int, bool]]:
+    """The grid CAT trains each connection of a spikefit.nn.SNN on, (bits, symmetric): 4-bit [-7, 7],
+    8-bit [-128, 127] for a first convolution on 1 or 3 channels (the InputConvolutional)."""
+    from spikefit.nn import Conv
+
+    syns = model.synapses()
+    grids = {s.name: (4, True) for s in syns}
+    if syns and isinstance(syns[0], Conv) and syns[0].weight.shape[1] in IC_CHANNELS:
+        grids[syns[0].name] = (8, False)
+    return grids
+
+
 RULES = RuleSet(
     name="akida",
     targets=("akida",),

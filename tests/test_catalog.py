@@ -122,7 +122,7 @@ def test_loihi(catalog):
 def test_chips_that_share_parameters_per_core(catalog):
     speck = catalog["speck2f"]
     assert speck.core.shared == ("vth",) and speck.core.max_parameter_sets == 1 and not speck.core.share_layers
-    assert speck.limits.fan_out_cores == 2 and speck.neuron.models == ("if",)
+    assert speck.limits.fan_out_cores == 2 and speck.neuron.models == ("speck-if",) and speck.neuron.runs("if")
     assert (speck.layers.max_kernel, speck.layers.max_channels) == (16, 1024)
     dyn = catalog["dynapse2"]
     assert dyn.core.max_parameter_sets == 1 and dyn.limits.fan_in == 64
@@ -138,7 +138,7 @@ def test_io_limited_and_non_lif_chips(catalog):
     assert xylo.neuron.reset == "subtract" and "conv2d" not in xylo.layers.kinds
     akida = catalog["akida"]
     assert akida.vendor == "BrainChip" and akida.limits.cores is None and akida.limits.weight_bits == 8
-    assert akida.neuron.models == ("if",) and "recurrent" not in akida.layers.kinds
+    assert akida.neuron.models == ("akida-act",) and "recurrent" not in akida.layers.kinds
     s2 = catalog["spinnaker2"]
     assert s2.limits.weight_bits == 5 and s2.is_unverified("limits.weight_bits")
     assert s2.neuron.models == ("cuba-lif",) and s2.is_unverified("neuron.models")

@@ -37,8 +37,8 @@ def _error_line(result) -> str:
 
 def test_unknown_dataset(tmp_path):
     r = run("--target", "truenorth", "--dataset", "cifar", "--out", str(tmp_path / "o"))
-    assert _error_line(r) == ("Error: unknown dataset 'cifar'; use one of digits, dvsgesture, mnist1d, nmnist, shd, or pass "
-                                "--data FILE (.npz / HDF5 with x_train, y_train, x_test, y_test)")
+    assert _error_line(r) == ("Error: unknown dataset 'cifar'; use one of digits, digits-image, digits16, dvsgesture, "
+                              "mnist1d, nmnist, shd, or pass --data FILE (.npz / HDF5 with x_train, y_train, x_test, y_test)")
 
 
 def test_codebook_larger_than_the_weight_grid(tmp_toml, tmp_path):

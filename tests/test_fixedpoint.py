@@ -10,9 +10,9 @@ from scipy import signal
 
 from spikefit.emulator import EmulatorBackend
 from spikefit.errors import ExportError
-from spikefit.fixedpoint import (VTH_MAX, conv_matrix, decay_du, decay_dv, lava_conv_weight, pool_matrix, to_fixed,
-                                 whc_permutation)
+from spikefit.fixedpoint import VTH_MAX, conv_matrix, decay_du, decay_dv, pool_matrix, to_fixed
 from spikefit.network import Conv2d, Dense, Flatten, Input, Network, Neurons, Output, Pool2d, Quantization
+from spikefit_lava.layout import lava_conv_weight, layer_geometry, whc_permutation
 
 
 def chain(weight, quant=None, conn_bias=None, **neuron) -> Network:
@@ -182,7 +182,7 @@ def test_lava_conv_layout_matches_spikefit_correlation():
     conv = Conv2d("c", rng.normal(0, 0.5, (3, 2, 3, 2)), (2, 7, 6), stride=(2, 1), padding=(1, 0))
     net = Network.sequential(Input("in", (2, 7, 6)), conv, Neurons("h", conv.output_shape))
     layer = to_fixed(net).layers[0]
-    c = layer.conv
+    c = layer_geometry(layer)
     assert c["lava_input_shape"] == (6, 7, 2) and c["lava_stride"] == (1, 2) and c["lava_padding"] == (0, 1)
     s = (rng.random((2, 7, 6)) < 0.5).astype(float)
     want = F.conv2d(torch.tensor(s[None]), torch.tensor(layer.weight, dtype=torch.float64), stride=(2, 1),

@@ -64,6 +64,15 @@ def compare_table(cmp: CompareResult, energy: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _with_target(backend, spec):
+    """``emulator`` runs the target's own neuron (its [neuron] models) when a target is given."""
+    if spec is not None and backend == "emulator" and spec.neuron.chip_model is not None:
+        from ..emulator import EmulatorBackend
+
+        return EmulatorBackend.for_target(spec)
+    return backend
+
+
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--backend", "-b", default=None,
@@ -83,7 +92,8 @@ def compare_table(cmp: CompareResult, energy: dict | None = None) -> str:
               help="Labels .npy (b,) for --inputs, to report accuracy.")
 @click.option("--dt", type=DT, default=None, help="Seconds per step for a NIR model (default: detected).")
 @click.option("--target", "-t", "target", default=None,
-              help="Chip (registered name or .toml) whose [energy] constants give energy and latency per inference.")
+              help="Chip (registered name or .toml) whose [energy] constants give energy and latency per inference; "
+                   "the emulator runs its neuron ([neuron] models, e.g. xylo-lif).")
 @click.option("--neurobench", "with_neurobench", is_flag=True,
               help="Also compute NeuroBench's metrics (synaptic operations, activation and connection sparsity, "
                    "footprint) with the neurobench package.")
@@ -121,7 +131,7 @@ def run(model: Path, backend: str | None, dataset: str | None, data_file: Path |
     kwargs = dict(inputs=x, labels=y, dataset=dataset, samples=samples, steps=steps, seed=seed)
     if compare_with:
         names = [n.strip() for n in compare_with.split(",") if n.strip()]
-        result = compare(network, names, **kwargs)
+        result = compare(network, [_with_target(n, spec) for n in names], **kwargs)
         energy = None
         if spec is not None:
             from ..energy import estimate_run
@@ -134,7 +144,7 @@ def run(model: Path, backend: str | None, dataset: str | None, data_file: Path |
             data["results"][k]["energy"] = e.to_dict()
         text = [compare_table(result, energy)]
     else:
-        res = run_network(network, backend, **kwargs)
+        res = run_network(network, _with_target(backend, spec), **kwargs)
         data = res.to_dict()
         text = [result_table(res)]
         if spec is not None:

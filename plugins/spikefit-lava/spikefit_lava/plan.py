@@ -19,11 +19,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from spikefit.errors import ExportError
-from spikefit.fixedpoint import (FixedLayer, connection_matrix, lava_conv_weight, output_population, structural_path,
-                                 to_fixed, whc_permutation)
+from spikefit.fixedpoint import FixedLayer, connection_matrix, output_population, structural_path, to_fixed
 from spikefit.network import Conv2d, Dense, Network, Pool2d
 
 from . import build
+from .layout import conv_geometry, lava_conv_weight, layer_geometry, whc_permutation
 
 FORMAT = build.FORMAT
 MODES = ("fixed_pt", "floating_pt")
@@ -186,11 +186,7 @@ def _check_conv_shapes(name: str, conv: dict, src: PlanNode, dst: PlanNode) -> N
 
 
 def _conv_geometry(conn: Conv2d) -> dict:
-    ci, h, w = conn.input_shape
-    co, oh, ow = conn.output_shape
-    return {"input_shape": (ci, h, w), "output_shape": (co, oh, ow),
-            "lava_input_shape": (w, h, ci), "lava_output_shape": (ow, oh, co),
-            "lava_stride": tuple(conn.stride[::-1]), "lava_padding": tuple(conn.padding[::-1])}
+    return conv_geometry(conn.input_shape, conn.output_shape, conn.stride, conn.padding)
 
 
 def _nodes(network: Network) -> tuple[PlanNode, dict[str, tuple[int, ...]]]:
@@ -222,7 +218,8 @@ def plan_fixed(network: Network) -> LavaPlan:
         if la.kind == "conv2d":
             _check_conv_shapes(la.conn, la.conv, src, dst)
             weight, exp = lava_conv_weight(la), 0
-            conv = {k: list(la.conv[k]) for k in ("lava_input_shape", "lava_stride", "lava_padding")}
+            geo = layer_geometry(la)
+            conv = {k: list(geo[k]) for k in ("lava_input_shape", "lava_stride", "lava_padding")}
         else:
             weight, exp, conv = _layout_matrix(la.weight, src, dst), int(la.weight_exp), None
             weight = weight.astype(np.int32) if not sp.issparse(weight) else sp.csr_array(weight, dtype=np.int32)
