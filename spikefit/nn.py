@@ -26,6 +26,7 @@ from torch import nn
 
 from . import network as N
 from .errors import ModelError
+from .quantizers import build_quantizer, quantizer_from_quantization, resize_rows
 
 DECAY_STEPS = 4096        # decays are k / 4096 on the chips' fixed-point neurons (12 bits)
 SURROGATE_SLOPE = 5.0     # fast-sigmoid slope over (v - vth) / vth; 5 keeps gradients alive 3-4 vth away
@@ -367,8 +368,6 @@ class SNN(nn.Module):
         """Physically remove the neurons of a hidden population not listed in ``keep``: rows of its
         incoming connections, columns of its outgoing ones, its bias, rows and columns of its
         recurrent connection. Parameters are replaced, so build a new optimizer afterwards."""
-        from .cat import resize_rows
-
         pop = self.stage(pop_name)
         keep = np.sort(np.asarray(keep, dtype=np.int64))
         if pop is self.output_population():
@@ -427,8 +426,6 @@ class SNN(nn.Module):
     @classmethod
     def from_arch(cls, arch: dict) -> "SNN":
         """Rebuild the structure of :meth:`arch` (then load a state dict for the weights)."""
-        from .cat import build_quantizer
-
         def stage(d):
             kind = d["kind"]
             if kind == "dense":
@@ -510,8 +507,6 @@ class SNN(nn.Module):
         :param snap: round du, dv that are not multiples of 1/4096 to the nearest one (the chips'
             12-bit decays) and list each change in ``model.snapped`` as (node, parameter, was, now);
             without it such a decay is a ModelError."""
-        from .cat import quantizer_from_quantization
-
         if len(net.inputs) != 1:
             raise ModelError(f"the trainer needs exactly one Input node, got {[n.name for n in net.inputs]}")
         back = net.back_edges()

@@ -45,7 +45,8 @@ TARGET_M = 4              # the method's claims are stated at M = 4 (a 2-bit cod
 STEP_RATIO_TARGET = 1.3   # CAT step time / float step time
 # The sources that decide the figures: their hashes go into the report, tying results to code.
 TRAINER_SOURCES = ("baselines.py", "trainer.py", "training/engine.py", "training/stages.py", "training/loop.py",
-                   "training/config.py", "training/state.py", "cat.py", "fsc.py", "nn.py", "datasets.py")
+                   "training/config.py", "training/state.py", "cat.py", "quantizers.py", "fsc.py", "nn.py",
+                   "datasets.py")
 
 
 class BenchError(SpikefitError):
