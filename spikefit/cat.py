@@ -1,7 +1,7 @@
 """Clusterization-Aware Training (CAT): a learnable codebook of M weight values per scope group.
 
 Every connection's weights are drawn from a codebook row ``C[g]`` of M values, one row per scope
-group (a neuron, a core's block of neurons, a layer, or the whole chip). Codebook values live on the
+group (a neuron, a core of the placement with every layer on it, a layer, or the whole chip). Codebook values live on the
 chip's integer grid ``scale * q`` with ``q`` a signed ``weight_bits`` integer, never zero (zero means
 "no synapse"). The formulation, the two assignment modes and the measurements that chose the default
 are in ``docs/method.md``:
