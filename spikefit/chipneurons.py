@@ -160,17 +160,10 @@ def _akida_conv(x: torch.Tensor, k: torch.Tensor, la) -> torch.Tensor:
 
 def run_akida(net: Network, inputs) -> dict[str, np.ndarray]:
     """Every step one stateless inference of Akida's layer chain (1-bit activations, act_step 1)."""
-    from spikefit.targets.akida import NotAkida, akida_layers, integer_weights
+    from spikefit.targets.akida import integer_weights, runnable_layers
 
-    try:
-        layers = akida_layers(net)
-        ints = [integer_weights(la.conn) for la in layers]
-    except NotAkida as e:
-        raise BackendError(f"akida-act cannot run this network: {e}") from None
-    pooled = [la.post.name for la in layers if la.pool is not None and la.post is not None]
-    if pooled:
-        raise BackendError(f"population {pooled[0]} is pooled inside its Akida layer, which the akida backend "
-                           "cannot report; run the network without pooling")
+    layers = runnable_layers(net, "akida-act")
+    ints = [integer_weights(la.conn) for la in layers]
     x = _counts(inputs, net.inputs[0].size)
     T, B, n = x.shape
     h = torch.from_numpy((x != 0).reshape(T * B, n).astype(np.float64))

@@ -205,6 +205,23 @@ def akida_layers(net: Network) -> list[AkidaLayer]:
 
 # -- neural processors ----------------------------------------------------------------------------
 
+
+def runnable_layers(net: Network, who: str) -> list:
+    """Akida's layer chain of ``net`` for something that runs it and reports every population's spikes
+    (the emulator's ``akida-act``, the akida backend); one BackendError line naming ``who`` otherwise."""
+    from spikefit.errors import BackendError
+
+    try:
+        layers = akida_layers(net)
+    except NotAkida as e:
+        raise BackendError(f"{who} cannot run this network: {e}") from None
+    pooled = [la.post.name for la in layers if la.pool is not None and la.post is not None]
+    if pooled:
+        raise BackendError(f"population {pooled[0]} is pooled inside its Akida layer, so {who} cannot report its "
+                           "spikes; run the network without pooling")
+    return layers
+
+
 def filters_per_np(c: int, k: int, bits: int) -> int:
     """Filters of ``c`` input channels, ``k x k``, ``bits`` one CNP holds (0: not even one)."""
     rows = FILTER_ROWS[bits] // max(c, 1)

@@ -21,16 +21,9 @@ class AkidaBackend:
     name = "akida"
 
     def run(self, network: Network, inputs) -> dict[str, np.ndarray]:
-        from spikefit.targets.akida import NotAkida, akida_layers
+        from spikefit.targets.akida import runnable_layers
 
-        try:
-            layers = akida_layers(network)
-        except NotAkida as e:
-            raise BackendError(f"the akida backend cannot run this network: {e}") from None
-        pooled = [la.post.name for la in layers if la.pool is not None and la.post is not None]
-        if pooled:
-            raise BackendError(f"population {pooled[0]} is pooled inside its Akida layer, so akida cannot report its "
-                               "spikes; run the network without pooling or use the emulator backend")
+        layers = runnable_layers(network, "the akida backend")
         from .convert import OutsideInt8, to_akida
         from .sdk import require_akida
 
