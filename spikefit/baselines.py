@@ -17,6 +17,15 @@ measures test accuracy. Methods:
 ``fsc``        CAT (M; float when M is None) + Fisher Spike Contribution pruning
 ``magnitude``  CAT (M; float when M is None) + magnitude pruning
 ``random``     CAT (M; float when M is None) + random pruning
+``lsq``        LSQ QAT (Esser et al. 2020): learned step with its gradient scale, M non-zero levels ±1..±M/2
+``dkm``        DKM (Cho et al. 2022): attention over |w - c| / tau, centroids re-estimated from it (EM)
+``kmeans-qat`` k-means QAT: nearest centroid + straight-through, centroids re-clustered (Lloyd) every step
+``gmp``        CAT + gradual magnitude pruning of the latent weights (Zhu & Gupta cubic schedule), global
+``gmp-layer``  the same, every layer to the level
+``snip``       CAT + SNIP saliency |w dL/dw| pruning in the FSC rounds, global
+``rewire``     CAT + Deep-Rewiring-style drop / random regrowth at a constant synapse count per layer
+``fsc-ema``    CAT + FSC with Fisher scores averaged (EMA) over the pruning rounds' epochs
+``dense``      CAT on the dense network whose hidden width has the synapses left at ``sparsity``
 =============  ==================================================================================
 
 Quantization methods prune with FSC when ``sparsity > 0``. Pruning is iterative: ``prune_rounds``
@@ -34,14 +43,21 @@ from . import fsc
 from .datasets import encode, load_dataset
 from .errors import TrainingError
 from .nn import count_loss
-from .training.config import FitConfig, steps_for
+from .training.config import DEFAULT_HIDDEN, FitConfig, steps_for
 from .training.engine import Engine, TrainData
 from .training.loop import deterministic, make_optimizer
 from .training.stages import CAT_METHODS, Compress, KMeansAfter, SparsityPrune, Stage, Warmup
+from .compress.pruners import equal_width, synapse_count
+from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire, ScoredPrune
 from .trainer import default_model
 
-METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "magnitude", "random")
-PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random"}
+METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "magnitude", "random",
+           "lsq", "dkm", "kmeans-qat", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "dense")
+PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "gmp", "gmp-layer": "gmp",
+           "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema"}
+# default allocation of each pruner: one ranking over all layers, or every layer to the level
+ALLOCATION = {"fsc": "global", "fsc-ema": "global", "gmp": "global", "snip": "global", "magnitude": "layer",
+              "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
 
 
 def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scope: str = "layer",
@@ -52,14 +68,25 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
     and for ``kmeans`` the post-training quantization."""
     cfg = config
     scorer = PRUNERS.get(method, "fsc")
-    per_layer = (allocation or ("global" if scorer == "fsc" else "layer")) == "layer"
-    stages: list[Stage] = [Warmup("warmup", cfg.warmup_epochs, cfg.lr),
-                           Compress("compress", cfg.cat_epochs, cfg.lr, method=method, M=M, scope=scope,
-                                    weight_bits=weight_bits, zero=zero)]
-    stages += [SparsityPrune(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,
-                             sparsity=sparsity, scorer=scorer, per_layer=per_layer,
-                             structured=scorer == "fsc" and fsc_neurons)
-               for r in range(1, cfg.prune_rounds + 1)]
+    per_layer = (allocation or ALLOCATION.get(method, ALLOCATION[scorer])) == "layer"
+    stages: list[Stage] = [Warmup("warmup", cfg.warmup_epochs, cfg.lr)]
+    if method in QAT_METHODS:
+        stages.append(QATCompress("compress", cfg.cat_epochs, cfg.lr, method=method, M=M, weight_bits=weight_bits,
+                                  zero=zero))
+    else:  # CAT under every pruner (float when M is None)
+        stages.append(Compress("compress", cfg.cat_epochs, cfg.lr, method=method if method in CAT_METHODS else "fsc",
+                               M=M, scope=scope, weight_bits=weight_bits, zero=zero))
+    span = cfg.prune_rounds * cfg.prune_epochs     # every pruner trains as many epochs as FSC's rounds
+    if scorer == "gmp" and sparsity > 0:
+        stages.append(GradualMagnitude("prune", span, cfg.prune_lr, sparsity=sparsity, per_layer=per_layer))
+    elif scorer == "rewire" and sparsity > 0:
+        stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity))
+    else:
+        kind = ScoredPrune if scorer in ("snip", "fsc-ema") else SparsityPrune
+        stages += [kind(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,
+                        sparsity=sparsity, scorer=scorer if scorer not in ("gmp", "rewire") else "fsc",
+                        per_layer=per_layer, structured=scorer in ("fsc", "fsc-ema") and fsc_neurons)
+                   for r in range(1, cfg.prune_rounds + 1)]
     stages.append(Stage("finetune", cfg.finetune_epochs, cfg.finetune_lr))
     if method == "kmeans":
         stages.append(KMeansAfter("kmeans", 0, cfg.finetune_lr, M=M, scope=scope, weight_bits=weight_bits, zero=zero))
@@ -94,10 +121,16 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
     cfg = replace(config or FitConfig(), seed=seed)
     ds = load_dataset(dataset)
     steps = steps_for(ds, cfg)
+    train_sparsity = sparsity
+    if method == "dense":  # the capacity reference: as many synapses as the pruned network keeps, all dense
+        hidden = tuple(cfg.hidden or DEFAULT_HIDDEN.get(ds.name, (128,)))
+        full = synapse_count(ds.n_inputs, hidden, ds.n_classes)
+        cfg = replace(cfg, hidden=equal_width(ds.n_inputs, hidden, ds.n_classes, int(round(full * (1 - sparsity)))))
+        train_sparsity = 0.0
     with deterministic(threads or cfg.threads):
         torch.manual_seed(seed)
         data = TrainData.build(ds, steps, cfg.encoding or "rate", cfg)
-        stages = plan(method, M, sparsity, cfg, scope=scope, weight_bits=weight_bits, allocation=allocation,
+        stages = plan(method, M, train_sparsity, cfg, scope=scope, weight_bits=weight_bits, allocation=allocation,
                       fsc_neurons=fsc_neurons, zero=zero)
         engine = Engine(default_model(ds, cfg), data, stages, cfg, stage_accuracy=False)
         engine.run()
@@ -107,9 +140,11 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
     float_times = engine.timers.get("warmup", [])
     pruned = PRUNERS.get(method, "fsc")
     return {"method": method, "dataset": dataset, "M": M, "sparsity": sparsity, "seed": seed, "scope": scope,
-            "zero": zero if method in CAT_METHODS + ("kmeans",) else None,
-            "fsc_neurons": fsc_neurons if pruned == "fsc" and sparsity else None,
-            "allocation": (allocation or ("global" if pruned == "fsc" else "layer")) if sparsity else None,
+            "zero": zero if method not in ("float", "uniform", "ternary", "lsq") else None,
+            "fsc_neurons": fsc_neurons if pruned in ("fsc", "fsc-ema") and train_sparsity else None,
+            "allocation": (allocation or ALLOCATION.get(method, ALLOCATION[pruned])) if train_sparsity else None,
+            "hidden": [p.size for p in engine.model.populations()[:-1]],
+            "synapses": sum(s.nonzero() for s in engine.model.synapses()),
             "accuracy": acc, "float_accuracy": engine.state.accuracy["float"],
             "step_time": statistics.median(times) if times else None,
             "float_step_time": statistics.median(float_times) if float_times else None,

@@ -1,0 +1,105 @@
+"""Pruning baselines: scores, schedules and the dense network of equal synapse count.
+
+* :func:`gmp_level`: Zhu & Gupta (2017)'s cubic schedule ``s_t = s_f (1 - (1 - t/n)^3)`` from 0 at
+  the start of pruning to ``s_f`` at step n, pruning the smallest latent (float) weights every
+  ``interval`` steps, globally or per layer (:class:`spikefit.compress.stages.GradualMagnitude`).
+* :func:`latent_magnitude_scores`: ``|w|`` of the latent float weights (not of the codebook values).
+* :func:`snip_scores`: connection sensitivity ``|c_ij dL/dc_ij|`` of a mask ``c`` on every synapse
+  (Lee et al. 2019, SNIP) = ``|w~_ij dL/dw~_ij|`` on the effective (quantized) weights, the loss
+  gradient summed over the samples (first order: FSC's Fisher is its per-sample second moment).
+* :func:`rewire`: Deep-Rewiring-style step at a fixed synapse count per connection (Bellec et al.
+  2018; drop-the-weakest as SET, Mocanu et al. 2018): the ``rate`` fraction of a connection's active
+  synapses with the smallest latent ``|w|`` go dormant and as many dormant ones, drawn at random,
+  come back at weight 0.
+* :func:`equal_width`: hidden widths of the dense network with (at most) a given number of synapses.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import TrainingError
+from ..nn import count_loss
+
+
+def gmp_level(progress: float, final: float, initial: float = 0.0) -> float:
+    """Sparsity after ``progress`` (0..1) of the pruning period: ``s_f + (s_i - s_f)(1 - p)^3``."""
+    p = min(max(float(progress), 0.0), 1.0)
+    return final + (initial - final) * (1.0 - p) ** 3
+
+
+def latent_magnitude_scores(model) -> dict[str, np.ndarray]:
+    """``|w|`` of the latent weights; pruned synapses score -inf."""
+    return {s.name: np.where(s.mask.numpy() > 0, s.weight.detach().abs().double().numpy(), -np.inf)
+            for s in model.synapses()}
+
+
+def snip_scores(model, x: torch.Tensor, y: torch.Tensor, logit_scale: float,
+                batch_size: int = 256) -> dict[str, np.ndarray]:
+    """SNIP's ``|dL/dc|`` of a mask on every synapse over the samples ``x`` (t, N, ...), labels ``y``."""
+    syns = model.synapses()
+    grads = {s.name: torch.zeros_like(s.mask) for s in syns}
+    for s in syns:
+        s.mask.requires_grad_(True)
+    try:
+        for i in range(0, x.shape[1], batch_size):
+            out = model(x[:, i:i + batch_size])
+            loss = count_loss(out, y[i:i + batch_size], logit_scale, reduction="sum")
+            gs = torch.autograd.grad(loss, [s.mask for s in syns], allow_unused=True)
+            for s, g in zip(syns, gs):
+                if g is not None:
+                    grads[s.name] += g.detach()
+    finally:
+        for s in syns:
+            s.mask.requires_grad_(False)
+    return {s.name: np.where(s.mask.numpy() > 0, (grads[s.name] / x.shape[1]).abs().double().numpy(), -np.inf)
+            for s in syns}
+
+
+@torch.no_grad()
+def rewire(model, rate: float, gen: torch.Generator) -> int:
+    """Drop the ``rate`` fraction of every connection's active synapses with the smallest latent
+    ``|w|`` and regrow as many dormant ones at random (weight 0): each connection keeps its count.
+    Returns the number of synapses rewired."""
+    if not 0.0 <= rate < 1.0:
+        raise TrainingError(f"rewiring rate {rate} must lie in [0, 1)")
+    moved = 0
+    for s in model.synapses():
+        m = s.mask.reshape(-1)
+        active = torch.nonzero(m > 0).reshape(-1)
+        dormant = torch.nonzero(m == 0).reshape(-1)
+        k = min(int(rate * active.numel()), dormant.numel())
+        if k == 0:
+            continue
+        w = s.weight.detach().reshape(-1)
+        drop = active[torch.argsort(w[active].abs(), stable=True)[:k]]
+        grow = dormant[torch.randperm(dormant.numel(), generator=gen)[:k]]
+        m[drop] = 0.0
+        m[grow] = 1.0
+        w[grow] = 0.0
+        moved += k
+    model.apply_masks()
+    return moved
+
+
+def synapse_count(n_in: int, hidden: tuple[int, ...], n_out: int) -> int:
+    """Synapses of a dense feed-forward network n_in -> hidden... -> n_out."""
+    sizes = [n_in, *hidden, n_out]
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def equal_width(n_in: int, hidden: tuple[int, ...], n_out: int, synapses: int) -> tuple[int, ...]:
+    """The hidden widths ``round(f * hidden)`` (every layer scaled by one factor ``f``, at least 1
+    neuron each) with the largest synapse count not above ``synapses``."""
+    if synapses < synapse_count(n_in, tuple(1 for _ in hidden), n_out):
+        raise TrainingError(f"{synapses} synapses are fewer than a network with one neuron per hidden layer has")
+    lo, hi = 0.0, 1.0
+    while synapse_count(n_in, tuple(max(1, round(hi * h)) for h in hidden), n_out) <= synapses:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if synapse_count(n_in, tuple(max(1, round(mid * h)) for h in hidden), n_out) <= synapses:
+            lo = mid
+        else:
+            hi = mid
+    return tuple(max(1, round(lo * h)) for h in hidden)

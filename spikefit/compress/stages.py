@@ -1,0 +1,198 @@
+"""Stages of the compression baselines and method variants (engine:
+:class:`spikefit.training.engine.Engine`; plans: :func:`spikefit.baselines.plan`).
+
+* :class:`QATCompress`: attaches LSQ, DKM or k-means QAT for the compression stage;
+* :class:`GradualMagnitude`: one pruning stage of ``prune_rounds * prune_epochs`` epochs with Zhu &
+  Gupta's cubic schedule on the latent weights over its first ``prune_span`` of steps;
+* :class:`ScoredPrune`: a pruning round (as :class:`~spikefit.training.stages.SparsityPrune`) scored
+  by SNIP or by FSC with Fisher scores accumulated over the previous round's epochs (EMA);
+* :class:`Rewire`: one cut to the sparsity by latent magnitude, then Deep-Rewiring-style drop and
+  random regrowth every ``interval`` steps at a constant synapse count per connection.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import cat as C
+from .. import fsc
+from ..errors import TrainingError
+from ..quantizers import Codebook
+from ..training.engine import soft_schedule
+from ..training.loop import epoch_seed
+from ..training.stages import SparsityPrune, Stage
+from . import pruners as P
+from .quantizers_qat import DKMQuantizer, KMeansQATQuantizer, LSQQuantizer
+
+QAT_METHODS = ("lsq", "dkm", "kmeans-qat")
+
+
+@dataclass
+class QATCompress(Stage):
+    """LSQ (M even: ±1..±M/2 steps), DKM or k-means QAT at M values per layer, for the stage."""
+
+    method: str = "lsq"
+    M: int | None = None
+    weight_bits: int | None = 8
+    zero: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.method not in QAT_METHODS:
+            raise TrainingError(f"unknown QAT method {self.method!r}; use one of {', '.join(QAT_METHODS)}")
+
+    def enter(self, engine) -> int:
+        model = engine.model
+        if self.M is None:
+            raise TrainingError(f"method {self.method!r} needs M (number of weight values)")
+        if self.method == "lsq":
+            for s in model.synapses():
+                s.quant = LSQQuantizer(self.M, s.weight * s.mask)
+            return self.epochs
+        # CAT's codebook on the chip grid (scale, k-means init from the float weights), another assignment
+        C.attach_cat(model, C.CatSpec(self.M, "layer", self.weight_bits, "layer", "hard", self.zero))
+        for s in model.synapses():
+            old = s.quant
+            cb = Codebook(old.codebook.centers.detach().numpy(), old.codebook.scale, old.codebook.bits)
+            groups = old.groups.numpy()
+            if self.method == "dkm":
+                q = DKMQuantizer(cb, groups, "layer", tau=engine.config.tau_start, zero=self.zero)
+            else:
+                q = KMeansQATQuantizer(cb, groups, "layer", zero=self.zero)
+            q.sigma2.copy_(old.sigma2)
+            s.quant = q
+        return self.epochs
+
+    def on_step(self, engine, epoch, epochs, n):
+        return soft_schedule(engine, epoch, epochs, n) if self.method == "dkm" else None
+
+    def exit(self, engine) -> None:
+        for s in engine.model.synapses():
+            if isinstance(s.quant, KMeansQATQuantizer):
+                s.quant.recluster = False
+        C.harden(engine.model)
+
+
+def _steps(engine, n: int) -> int:
+    return -(-n // engine.config.batch_size)
+
+
+@dataclass
+class GradualMagnitude(Stage):
+    """Zhu & Gupta gradual magnitude pruning of the latent weights to ``sparsity``, every
+    ``interval`` steps (fewer on a short stage: at least ~8 pruning steps) over the first
+    ``prune_span`` of the stage, then recovery at that level."""
+
+    sparsity: float = 0.0
+    per_layer: bool = False
+    interval: int = 10
+    prune_span: float = 2 / 3
+
+    def _prune(self, engine, level: float) -> None:
+        fsc.prune_to_sparsity(engine.model, P.latent_magnitude_scores(engine.model), level, per_layer=self.per_layer)
+
+    def enter(self, engine) -> int:
+        if self.epochs == 0 and self.sparsity > 0:
+            self._prune(engine, self.sparsity)
+        return self.epochs
+
+    def on_step(self, engine, epoch, epochs, n):
+        if self.sparsity <= 0:
+            return None
+        per = _steps(engine, n)
+        end = max(1, int(round(self.prune_span * epochs * per)))
+        every = max(1, min(self.interval, end // 8))   # at least ~8 pruning steps on short stages
+        count = [epoch * per]
+
+        def step() -> None:
+            count[0] += 1
+            c = count[0]
+            if c <= end and (c % every == 0 or c == end):
+                self._prune(engine, P.gmp_level(c / end, self.sparsity))
+        return step
+
+
+@dataclass
+class ScoredPrune(SparsityPrune):
+    """A pruning round scored by ``snip`` or ``fsc-ema`` (FSC's F_ij and F_i, exponential moving
+    average over the evaluations at the end of every epoch since the first round, with ``decay``
+    per evaluation; each end-of-epoch evaluation uses a quarter of the Fisher samples in turn)."""
+
+    decay: float = 0.5
+
+    def enter(self, engine) -> int:
+        if self.sparsity > 0:
+            level = 1.0 - (1.0 - self.sparsity) ** (self.round / self.rounds)
+            if self.scorer == "snip":
+                synapse, neuron = P.snip_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
+                                                engine.logit_scale), None
+            elif self.scorer == "fsc-ema":
+                self._accumulate(engine, engine.data.x_fisher, engine.data.y_fisher)
+                neuron, synapse = engine.fisher_ema
+            else:
+                raise TrainingError(f"unknown scorer {self.scorer!r}; use 'snip' or 'fsc-ema'")
+            fsc.prune_to_sparsity(engine.model, synapse, level, per_layer=self.per_layer,
+                                  neuron_scores=neuron if self.structured else None)
+        return self.epochs
+
+    def _accumulate(self, engine, x, y) -> None:
+        neuron, synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale)
+        old = getattr(engine, "fisher_ema", None)
+        if old is not None:
+            b = self.decay
+            neuron = {k: b * old[0][k] + (1 - b) * v if old[0][k].shape == v.shape else v for k, v in neuron.items()}
+            synapse = {k: np.where(np.isfinite(v), b * np.where(np.isfinite(old[1][k]), old[1][k], 0) + (1 - b) * v,
+                                   -np.inf) for k, v in synapse.items()}
+        engine.fisher_ema = (neuron, synapse)
+
+    def on_step(self, engine, epoch, epochs, n):
+        if self.scorer != "fsc-ema" or self.round >= self.rounds or self.sparsity <= 0:
+            return None
+        per = _steps(engine, n)
+        count = [epoch * per]
+
+        def step() -> None:
+            count[0] += 1
+            if count[0] % per == 0:          # end of an epoch: one more Fisher evaluation
+                e = count[0] // per
+                x, y = engine.data.x_fisher, engine.data.y_fisher
+                q = max(1, x.shape[1] // 4)
+                sl = slice((e % 4) * q, (e % 4 + 1) * q)
+                if y[sl].numel():
+                    self._accumulate(engine, x[:, sl], y[sl])
+        return step
+
+
+@dataclass
+class Rewire(Stage):
+    """Cut to ``sparsity`` by latent magnitude on entry (every connection to the level), then every
+    ``interval`` steps over the first ``rewire_span`` of the stage rewire a fraction of synapses
+    (cosine-decayed from ``rate``) at a constant count per connection."""
+
+    sparsity: float = 0.0
+    interval: int = 20
+    rate: float = 0.2
+    rewire_span: float = 0.75
+
+    def enter(self, engine) -> int:
+        if self.sparsity > 0:
+            fsc.prune_to_sparsity(engine.model, P.latent_magnitude_scores(engine.model), self.sparsity, per_layer=True)
+        self.gen = torch.Generator().manual_seed(epoch_seed(engine.config.seed, 20_000))
+        return self.epochs
+
+    def on_step(self, engine, epoch, epochs, n):
+        if self.sparsity <= 0:
+            return None
+        per = _steps(engine, n)
+        end = max(1, int(round(self.rewire_span * epochs * per)))
+        count = [epoch * per]
+
+        def step() -> None:
+            count[0] += 1
+            c = count[0]
+            if c < end and c % self.interval == 0:
+                P.rewire(engine.model, self.rate * 0.5 * (1 + math.cos(math.pi * c / end)), self.gen)
+        return step
