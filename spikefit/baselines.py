@@ -55,6 +55,7 @@ METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary
            "lsq", "dkm", "kmeans-qat", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "dense")
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "gmp", "gmp-layer": "gmp",
            "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema"}
+CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "dense")  # CAT at M (float when M is None) + ...
 # default allocation of each pruner: one ranking over all layers, or every layer to the level
 ALLOCATION = {"fsc": "global", "fsc-ema": "global", "gmp": "global", "snip": "global", "magnitude": "layer",
               "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
@@ -73,8 +74,8 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
     if method in QAT_METHODS:
         stages.append(QATCompress("compress", cfg.cat_epochs, cfg.lr, method=method, M=M, weight_bits=weight_bits,
                                   zero=zero))
-    else:  # CAT under every pruner (float when M is None)
-        stages.append(Compress("compress", cfg.cat_epochs, cfg.lr, method=method if method in CAT_METHODS else "fsc",
+    else:  # the method's quantizer; CAT under every pruner and the dense reference (float when M is None)
+        stages.append(Compress("compress", cfg.cat_epochs, cfg.lr, method="fsc" if method in CAT_UNDER else method,
                                M=M, scope=scope, weight_bits=weight_bits, zero=zero))
     span = cfg.prune_rounds * cfg.prune_epochs     # every pruner trains as many epochs as FSC's rounds
     if scorer == "gmp" and sparsity > 0:

@@ -31,6 +31,31 @@ def test_plan_shares_float_and_dense_cells():
     assert len(per_seed) == 8 and len(cells) == 16
 
 
+def test_plan_adds_baselines_and_the_equal_synapse_reference():
+    cells = plan(["cat", "lsq", "dkm", "kmeans-qat", "gmp", "snip", "rewire", "fsc-ema", "dense"], [3, 4],
+                 [0.0, 0.5, 0.9], range(1), neuron_row=False)
+    assert Cell("lsq", 3, 0.0, "layer", 0) not in cells                 # LSQ's levels are ±1..±M/2
+    assert Cell("lsq", 4, 0.0, "layer", 0) in cells and Cell("dkm", 3, 0.0, "layer", 0) in cells
+    assert Cell("dense", 4, 0.9, "layer", 0) in cells and Cell("dense", 4, 0.0, "layer", 0) not in cells
+    assert Cell("gmp", 4, 0.0, "layer", 0) not in cells                 # the dense point is the cat cell
+    # cat x2, lsq x1, dkm x2, kmeans-qat x2, 4 pruners x 2 levels, dense x 2
+    assert len(cells) == 2 + 1 + 2 + 2 + 8 + 2
+
+
+def test_best_baseline_and_capacity_targets():
+    def res(method, M, acc, sparsity=0.0):
+        return {"method": method, "M": M, "sparsity": sparsity, "scope": "layer", "seed": 0, "accuracy": acc,
+                "float_accuracy": 0.9, "step_time": 1.0, "float_step_time": 1.0, "measured_sparsity": sparsity,
+                "max_distinct": M, "seconds": 1.0, "synapses": 100}
+
+    summary = summarize([res("cat", 4, 0.80), res("lsq", 4, 0.785), res("dkm", 4, 0.75), res("fsc", 4, 0.60, 0.9),
+                         res("gmp", 4, 0.59, 0.9), res("snip", 4, 0.50, 0.9), res("dense", 4, 0.62, 0.9)])
+    got = {t["target"]: t for t in check_targets(summary, None, sparsities=[0.9])}
+    assert got["CAT M=4 per layer >= best quantization baseline (lsq) + 1 pp"]["margin"] == pytest.approx(0.5)
+    assert got["FSC at 90 % sparsity >= best pruning baseline (gmp) + 2 pp"]["margin"] == pytest.approx(-1.0)
+    assert got["FSC at 90 % sparsity >= dense network of equal synapses"]["margin"] == pytest.approx(-2.0)
+
+
 def test_check_targets_margins():
     def res(method, M, acc, sparsity=0.0, scope="layer"):
         return {"method": method, "M": M, "sparsity": sparsity, "scope": scope, "seed": 0, "accuracy": acc,
@@ -67,7 +92,7 @@ def test_cli_tiny_run_tables_plots_and_jobs(tmp_path):
     out = tmp_path / "one"
     assert sorted(p.name for p in out.iterdir()) == sorted(rep["files"]) == sorted([
         "compression_digits.md", "compression_digits.json", "digits_accuracy_vs_M.png",
-        "digits_accuracy_vs_sparsity.png", "digits_accuracy_vs_energy.png"])
+        "digits_accuracy_vs_sparsity.png", "digits_accuracy_vs_energy.png", "digits_synapses_magnitude.png"])
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
     md = (out / "compression_digits.md").read_text()
