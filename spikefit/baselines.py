@@ -25,6 +25,7 @@ measures test accuracy. Methods:
 ``snip``       CAT + SNIP saliency |w dL/dw| pruning in the FSC rounds, global
 ``rewire``     CAT + Deep-Rewiring-style drop / random regrowth at a constant synapse count per layer
 ``fsc-ema``    CAT + FSC with Fisher scores averaged (EMA) over the pruning rounds' epochs
+``fsc-gmp``    CAT + FSC on the cubic schedule of ``gmp``, re-scored at the end of every epoch
 ``dense``      CAT on the dense network whose hidden width has the synapses left at ``sparsity``
 =============  ==================================================================================
 
@@ -52,13 +53,13 @@ from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire,
 from .trainer import default_model
 
 METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "magnitude", "random",
-           "lsq", "dkm", "kmeans-qat", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "dense")
+           "lsq", "dkm", "kmeans-qat", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "dense")
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "gmp", "gmp-layer": "gmp",
-           "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema"}
-CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "dense")  # CAT at M (float when M is None) + ...
+           "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema", "fsc-gmp": "gmp"}
+CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "dense")  # CAT at M (float when M is None) + ...
 # default allocation of each pruner: one ranking over all layers, or every layer to the level
-ALLOCATION = {"fsc": "global", "fsc-ema": "global", "gmp": "global", "snip": "global", "magnitude": "layer",
-              "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
+ALLOCATION = {"fsc": "global", "fsc-ema": "global", "fsc-gmp": "global", "gmp": "global", "snip": "global",
+              "magnitude": "layer", "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
 
 
 def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scope: str = "layer",
@@ -79,7 +80,8 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
                                M=M, scope=scope, weight_bits=weight_bits, zero=zero))
     span = cfg.prune_rounds * cfg.prune_epochs     # every pruner trains as many epochs as FSC's rounds
     if scorer == "gmp" and sparsity > 0:
-        stages.append(GradualMagnitude("prune", span, cfg.prune_lr, sparsity=sparsity, per_layer=per_layer))
+        stages.append(GradualMagnitude("prune", span, cfg.prune_lr, sparsity=sparsity, per_layer=per_layer,
+                                       scorer="fsc" if method == "fsc-gmp" else "magnitude"))
     elif scorer == "rewire" and sparsity > 0:
         stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity))
     else:
@@ -142,7 +144,7 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
     pruned = PRUNERS.get(method, "fsc")
     return {"method": method, "dataset": dataset, "M": M, "sparsity": sparsity, "seed": seed, "scope": scope,
             "zero": zero if method not in ("float", "uniform", "ternary", "lsq") else None,
-            "fsc_neurons": fsc_neurons if pruned in ("fsc", "fsc-ema") and train_sparsity else None,
+            "fsc_neurons": fsc_neurons if method in ("fsc", "fsc-ema", "fsc-gmp") and train_sparsity else None,
             "allocation": (allocation or ALLOCATION.get(method, ALLOCATION[pruned])) if train_sparsity else None,
             "hidden": [p.size for p in engine.model.populations()[:-1]],
             "synapses": sum(s.nonzero() for s in engine.model.synapses()),

@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import SpikefitError
 
 QUANTIZERS = ("cat", "cat-hard", "cat-soft", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat")  # x M at sparsity 0
-PRUNERS = ("fsc", "fsc-ema", "magnitude", "gmp", "gmp-layer", "snip", "rewire", "random")  # x sparsity at prune_m
+PRUNERS = ("fsc", "fsc-ema", "fsc-gmp", "magnitude", "gmp", "gmp-layer", "snip", "rewire", "random")  # x sparsity
 ONCE = ("float", "ternary")                                          # once per seed
 REFERENCES = ("dense",)                                              # x sparsity: the equal-synapse dense network
 DEFAULT_METHODS = ("float", "cat", "cat-soft", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc",

@@ -167,7 +167,7 @@ def plots(report: dict, out: Path) -> list[Path]:
 
 
 
-FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("fsc-ema", "snip"),
+FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("fsc-ema", "fsc-gmp", "snip"),
             "rewiring": ("rewire", "random")}   # every plot also shows FSC and the equal-synapse dense network
 
 

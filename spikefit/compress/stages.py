@@ -90,8 +90,15 @@ class GradualMagnitude(Stage):
     per_layer: bool = False
     interval: int = 10
     prune_span: float = 2 / 3
+    scorer: str = "magnitude"    # "fsc": FSC scores (synapses and whole neurons) at every pruning step
 
     def _prune(self, engine, level: float) -> None:
+        if self.scorer == "fsc":
+            neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
+                                                engine.logit_scale)
+            fsc.prune_to_sparsity(engine.model, synapse, level, per_layer=self.per_layer,
+                                  neuron_scores=None if self.per_layer else neuron)
+            return
         fsc.prune_to_sparsity(engine.model, P.latent_magnitude_scores(engine.model), level, per_layer=self.per_layer)
 
     def enter(self, engine) -> int:
@@ -105,6 +112,8 @@ class GradualMagnitude(Stage):
         per = _steps(engine, n)
         end = max(1, int(round(self.prune_span * epochs * per)))
         every = max(1, min(self.interval, end // 8))   # at least ~8 pruning steps on short stages
+        if self.scorer == "fsc":
+            every = per                                 # FSC scores once per epoch (1024 samples)
         count = [epoch * per]
 
         def step() -> None:
