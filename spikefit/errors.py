@@ -55,3 +55,7 @@ class ExportError(SpikefitError):
 
 class BackendError(SpikefitError):
     """A backend is unavailable or failed while running."""
+
+
+class DeviceError(SpikefitError, ValueError):
+    """A ``--device`` that is not visible here, or a step that ran out of the device's memory."""

@@ -18,6 +18,7 @@ neurons under the neuron and core budgets; see ``docs/method.md``.
 """
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from dataclasses import replace
@@ -34,22 +35,34 @@ from .spec import Limits, TargetSpec
 
 # -- scores ---------------------------------------------------------------------------------------
 
+PER_SAMPLE_ELEMENTS = 1 << 24   # per-sample gradients held at once (64 MiB of float32); samples are chunked to it
+
+
 def fisher_scores(model: SNN, x: torch.Tensor, y: torch.Tensor, logit_scale: float,
-                  batch_size: int = 256) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                  batch_size: int = 256, device: torch.device | str | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """FSC scores over the samples ``x`` (t, N, ...), labels ``y`` (N,).
 
+    Per-sample synapse gradients are formed a few samples at a time (at most ``PER_SAMPLE_ELEMENTS``
+    values), squared and summed at once, so a layer of 10^6 synapses never holds a batch of them.
+
+    :param device: where the forward and backward passes run (a copy of the model goes there);
+        None: where the model is.
     :return: (neuron scores {population: (n,)}, synapse scores {connection: weight-shaped});
         pruned synapses score ``-inf`` so they are never chosen again.
     """
+    home = next(model.parameters()).device
+    dev = home if device is None else torch.device(device)
+    net = model if dev == home else copy.deepcopy(model).to(dev)
     n_total = x.shape[1]
     neuron: dict[str, torch.Tensor] = {}
     synapse: dict[str, torch.Tensor] = {}
-    syns = {s.name: s for s in model.synapses()}
+    syns = {s.name: s for s in net.synapses()}
     weights = {k: s.effective_weight().detach() for k, s in syns.items()}
     for i in range(0, n_total, batch_size):
         probe = Probe()
-        out = model(x[:, i:i + batch_size], probe)
-        loss = count_loss(out, y[i:i + batch_size], logit_scale, reduction="sum")  # per-sample grads exact
+        out = net(x[:, i:i + batch_size].to(dev), probe)
+        loss = count_loss(out, y[i:i + batch_size].to(dev), logit_scale, reduction="sum")  # per-sample grads exact
         pops = list(probe.masks)
         recs = [(k, xa, a) for k, lst in probe.records.items() for xa, a in lst]
         grads = torch.autograd.grad(loss, [probe.masks[p] for p in pops] + [a for _, _, a in recs],
@@ -57,20 +70,46 @@ def fisher_scores(model: SNN, x: torch.Tensor, y: torch.Tensor, logit_scale: flo
         for p, g in zip(pops, grads[:len(pops)]):
             if g is not None:
                 neuron[p] = neuron.get(p, 0) + (g.reshape(g.shape[0], -1) ** 2).sum(0)
-        per_sample: dict[str, torch.Tensor] = {}
+        by_conn: dict[str, list] = {}
         for (k, xa, _), ga in zip(recs, grads[len(pops):]):
-            if ga is None:
-                continue
-            g = _per_sample_weight_grad(syns[k], xa, ga)
-            per_sample[k] = per_sample.get(k, 0) + g
-        for k, g in per_sample.items():
-            synapse[k] = synapse.get(k, 0) + ((weights[k] * g) ** 2).sum(0)
-    neuron_np = {p: (v / (2 * n_total)).numpy() for p, v in neuron.items()}
+            if ga is not None:
+                by_conn.setdefault(k, []).append((xa, ga))
+        for k, parts in by_conn.items():
+            synapse[k] = synapse.get(k, 0) + _squared_contributions(syns[k], weights[k], parts)
+    neuron_np = {p: (v / (2 * n_total)).cpu().numpy() for p, v in neuron.items()}
     synapse_np = {}
     for k, s in syns.items():
         v = synapse.get(k, torch.zeros_like(s.weight)) / (2 * n_total)
-        synapse_np[k] = np.where(s.mask.numpy() > 0, v.numpy(), -np.inf)
+        synapse_np[k] = np.where(s.mask.cpu().numpy() > 0, v.cpu().numpy(), -np.inf)
     return neuron_np, synapse_np
+
+
+def _squared_contributions(syn: Synapse, w: torch.Tensor, parts: list) -> torch.Tensor:
+    """sum over samples n of (w * dL_n/dW)^2, where a connection's records ``parts`` (input, grad of
+    its output) may be several (a recurrent connection: one per step) and add up per sample."""
+    b = _batch_of(syn, parts[0][0])
+    per = max(int(w.numel()) * (1 + len(parts)), 1)
+    chunk = max(1, min(b, PER_SAMPLE_ELEMENTS // per))
+    total = torch.zeros_like(w)
+    for j in range(0, b, chunk):
+        g = 0
+        for xa, ga in parts:
+            g = g + _per_sample_weight_grad(syn, _samples(syn, xa, j, chunk), _samples(syn, ga, j, chunk))
+        total += ((w * g) ** 2).sum(0)
+    return total
+
+
+def _batch_of(syn: Synapse, x: torch.Tensor) -> int:
+    if isinstance(syn, Conv):
+        return x.shape[1] if x.dim() == 5 else x.shape[0]
+    return x.shape[-2]
+
+
+def _samples(syn: Synapse, t: torch.Tensor, j: int, n: int) -> torch.Tensor:
+    """Samples j..j+n of a record: (t, b, ...) for time-major records, (b, ...) for one step's."""
+    if isinstance(syn, Conv):
+        return t[:, j:j + n] if t.dim() == 5 else t[j:j + n]
+    return t[..., j:j + n, :]
 
 
 def _per_sample_weight_grad(syn: Synapse, x: torch.Tensor, ga: torch.Tensor) -> torch.Tensor:
@@ -79,9 +118,9 @@ def _per_sample_weight_grad(syn: Synapse, x: torch.Tensor, ga: torch.Tensor) -> 
         t, b = x.shape[:2] if x.dim() == 5 else (1, x.shape[0])
         xs = x.reshape(t * b, *x.shape[-3:])
         cols = F.unfold(xs, syn.weight.shape[2:], padding=syn.padding, stride=syn.stride)  # (tb, ckk, L)
-        g = ga.reshape(t * b, syn.n_out, -1)                                               # (tb, c_out, L)
-        per = torch.bmm(g, cols.transpose(1, 2)).reshape(t, b, *syn.weight.shape)
-        return per.sum(0)
+        g = ga.reshape(t, b, syn.n_out, -1)                                                # (t, b, c_out, L)
+        per = torch.einsum("tbol,tbkl->bok", g, cols.reshape(t, b, *cols.shape[1:]))
+        return per.reshape(b, *syn.weight.shape)
     b = x.shape[-2]
     return torch.einsum("tbo,tbi->boi", ga.reshape(-1, b, ga.shape[-1]), x.reshape(-1, b, x.shape[-1]))
 

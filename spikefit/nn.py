@@ -26,6 +26,7 @@ from torch import nn
 
 from . import network as N
 from .errors import ModelError
+from .lifscan import lif_scan
 from .quantizers import build_quantizer, quantizer_from_quantization, resize_rows
 
 DECAY_STEPS = 4096        # decays are k / 4096 on the chips' fixed-point neurons (12 bits)
@@ -196,6 +197,22 @@ class LIF(nn.Module):
                 else torch.zeros_like(a)
         if self.model != "lif":
             return self._chip_forward(a, probe)
+        if self.recurrent is None:
+            return self._scan_forward(a, probe)
+        return self._step_forward(a, probe)
+
+    def _scan_forward(self, a: torch.Tensor, probe: Probe | None) -> torch.Tensor:
+        """All T steps in one operation (:func:`spikefit.lifscan.lif_scan`); same spikes and gradients
+        as :meth:`_step_forward`."""
+        s = lif_scan(a, self.bias, self.du, self.dv, self.vth, self.slope)
+        if probe is not None:
+            mask = torch.ones_like(a[0], requires_grad=True)
+            probe.masks[self.name] = mask
+            s = s * mask
+        return s
+
+    def _step_forward(self, a: torch.Tensor, probe: Probe | None) -> torch.Tensor:
+        """Step by step (a recurrent population: each step's input depends on the last step's spikes)."""
         steps, b = a.shape[:2]
         u = torch.zeros_like(a[0])
         v = torch.zeros_like(a[0])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +36,7 @@ from .training.checkpoint import (CHECKPOINT, atomic_save, atomic_write_text, lo
                                   resume_point_exists)
 from .training.config import (CURRENT_CONVENTIONS, DEFAULT_HIDDEN, DEFAULT_STEPS, ENCODINGS, SCORERS, FitConfig,
                               steps_for)
+from .training import distributed
 from .training.engine import Engine, FitInterrupted, TrainData
 from .datasets import encode  # noqa: F401  (re-exported: spikefit.trainer is the fit's public module)
 from .training.loop import (deterministic, epoch_seed, evaluate, make_optimizer, predict_model, set_lr,  # noqa: F401
@@ -173,11 +175,12 @@ class Trainer(Engine):
         if self.config.cat_mode == "soft":
             C.harden(self.model)
         lim = fsc.interpolate(self.target.limits, chipfit.usage(chipfit.report(self.model, self.target)), progress)
-        neuron, synapse = fsc.fisher_scores(self.model, self.data.x_fisher, self.data.y_fisher, self.logit_scale)
+        neuron, synapse = fsc.fisher_scores(self.model, self.data.x_fisher, self.data.y_fisher, self.logit_scale,
+                                          device=self.device)
         if lim.neurons is not None or lim.cores is not None:
             if fsc.prune_neurons(self.model, neuron, lim, self.target):
                 neuron, synapse = fsc.fisher_scores(self.model, self.data.x_fisher, self.data.y_fisher,
-                                                    self.logit_scale)
+                                                    self.logit_scale, device=self.device)
         if cfg.prune_scorer == "magnitude":
             synapse, neuron = fsc.magnitude_scores(self.model), None
         elif cfg.prune_scorer == "random":
@@ -215,7 +218,8 @@ class Trainer(Engine):
                     raise TrainingError("resume needs an output directory holding a checkpoint")
                 ck = load_checkpoint(self.out / CHECKPOINT)
                 try:
-                    saved = FitConfig.from_dict(ck["config"])
+                    # where it runs is not part of the fit: resume on another device or thread count
+                    saved = replace(FitConfig.from_dict(ck["config"]), device=cfg.device, threads=cfg.threads)
                 except (TypeError, ValueError, TrainingError) as e:
                     raise TrainingError(f"checkpoint {str(self.out / CHECKPOINT)!r} is corrupt (config: {e}); delete "
                                         "it or run without --resume") from None
@@ -230,7 +234,12 @@ class Trainer(Engine):
                     # the user's own model, as given, on the same test inputs as every stage after it
                     self.state.accuracy["user"] = self.evaluate()
                 self.run()
-                return self._finish()
+                if not self.world.main:   # rank 0 of a data-parallel fit verifies, deploys and writes
+                    distributed.finish(self.world)
+                    return None
+                result = self._finish()
+                distributed.finish(self.world)
+                return result
             except KeyboardInterrupt:
                 raise FitInterrupted(None if self.out is None else self.out / CHECKPOINT) from None
 
@@ -242,7 +251,8 @@ class Trainer(Engine):
         acc.setdefault("cat", None)
         acc.setdefault("pruned", None)
         C.distinct_levels(self.model)   # codebook rows hold distinct values in the deployed network
-        fitted_pred = predict_model(self.model, self.data.x_test)
+        fitted_pred = predict_model(self.model.to(self.device), self.data.x_test)
+        self.model.cpu()
         acc["fitted"] = float((fitted_pred == self.data.y_test).mean())
         meta = {"target": self.target.name, "dataset": self.dataset.name, "steps": self.steps,
                 "encoding": self.encoding, "seed": cfg.seed, "layout": self.dataset.layout}
@@ -313,8 +323,10 @@ def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path
     :param resume: continue from ``out/checkpoint.pt``.
     :raises TrainingError: the target cannot be met, or the fitted network fails verify (row named).
     :raises FitInterrupted: Ctrl-C; the checkpoint in ``out`` is intact.
+    :return: the result; None in the other processes of a data-parallel fit (rank 0 returns it).
     """
-    if out is not None:
+    main = distributed.env_rank() == 0   # torchrun: rank 0 alone checks and prepares the output folder
+    if out is not None and main:
         out = Path(out)
         if resume:
             if not out.is_dir():
@@ -326,7 +338,8 @@ def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path
             raise TrainingError(f"output path {str(out)!r} is a file; choose a directory")
     # data, model and target are checked before anything is written
     trainer = Trainer(model, data, target, config, out=out, callbacks=callbacks, progress=progress)
-    if out is not None and not resume:
+    out = None if out is None else Path(out)
+    if out is not None and not resume and main:
         if out.exists():
             for name in (CHECKPOINT, "model.nir", "report.json", "report.md"):
                 (out / name).unlink(missing_ok=True)

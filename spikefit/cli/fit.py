@@ -55,13 +55,21 @@ def _epochs(value: str | None) -> dict:
               "is a float fine-tune of the given weights (default 0: CAT starts from them).")
 @click.option("--steps", type=STEPS, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
 @click.option("--cat-mode", type=click.Choice(["hard", "soft"]), help="Codebook assignment (default hard).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Samples per step (default 64); under torchrun each step's batch is split across the processes.")
+@click.option("--device", default="auto", show_default=True,
+              help="Where to train: auto (the first visible GPU, else the CPU), cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding, init, out, force, resume, seed,
-        preset, epochs, steps, cat_mode, quiet, as_json):
+        preset, epochs, steps, cat_mode, batch_size, device, quiet, as_json):
     """Fit a spiking network to a chip: float warm-up, Clusterization-Aware Training, Fisher Spike
     Contribution pruning, fine-tuning, then verify and the fixed-point emulator."""
+    from contextlib import nullcontext
+
     from ..datafiles import load_file
+    from ..devices import resolve
+    from ..training import distributed
     from ..datasets import load_dataset
     from ..outputs import check_output_path, output_lock
     from ..plugins import get_target
@@ -69,6 +77,7 @@ def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding
     from ..trainer import FitConfig, FitInterrupted
     from ..trainer import fit as run_fit
 
+    resolve(device)   # a device that is not visible: exit 2 before anything is read
     if bool(target_name) == bool(target_file):
         raise TrainingError("give exactly one of --target NAME or --target-file PATH")
     check_output_path(out)
@@ -86,7 +95,9 @@ def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding
     data = load_file(data_file, layout) if data_file else load_dataset(dataset, root=data_dir, steps=steps)
     if layout and dataset and layout != data.layout:
         raise DatasetError(f"dataset {dataset!r} is a {data.layout} dataset; drop --layout")
-    overrides = {"seed": seed, **_epochs(epochs)}
+    overrides = {"seed": seed, "device": device, **_epochs(epochs)}
+    if batch_size:
+        overrides["batch_size"] = batch_size
     if init is not None and "warmup_epochs" in overrides:  # a given model's float fine-tune before CAT
         overrides["init_warmup_epochs"] = overrides["warmup_epochs"]
     if encoding:
@@ -102,7 +113,8 @@ def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding
         from ..nir_io import read_nir
 
         model = read_nir(init)
-    with output_lock(out):
+    main = distributed.env_rank() == 0   # torchrun: rank 0 holds the output folder and reports
+    with output_lock(out) if main else nullcontext():
         try:
             result = run_fit(model, data, target, config, out=out, force=force, resume=resume, progress=not quiet)
         except FitInterrupted as e:
@@ -113,6 +125,8 @@ def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding
             raise SystemExit(130)
         except DoesNotFitError as e:
             _does_not_fit(e, out, as_json, target.name)
+    if result is None:   # another process of a data-parallel fit: rank 0 prints the result
+        return
     if as_json:
         data = result.to_dict()
         report = out / "report.json"

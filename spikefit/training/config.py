@@ -49,6 +49,7 @@ class FitConfig:
     test_limit: int | None = None          # first N test samples
     seed: int = 0                          # model init, spikes, order: same seed, same result
     threads: int | None = None             # torch threads; None keeps torch's default
+    device: str = "auto"                   # "auto" (the first visible GPU, else the CPU), "cpu", "cuda", "cuda:N"
     deploy: bool = True                    # measure deployed accuracy on the fixed-point emulator
 
     def __post_init__(self):
@@ -64,6 +65,10 @@ class FitConfig:
                   "finetune_epochs"):
             if getattr(self, f) < 0:
                 raise TrainingError(f"{f} {getattr(self, f)} must be 0 or more")
+        if not isinstance(self.device, str) or not self.device:
+            raise TrainingError(f"device {self.device!r} must be a string: auto, cpu, cuda or cuda:N")
+        if self.batch_size < 1:
+            raise TrainingError(f"batch_size {self.batch_size} must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise TrainingError(f"steps {self.steps} must be at least 1")
 

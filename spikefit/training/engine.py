@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from .. import cat as C
+from .. import devices
 from ..datasets import Dataset, time_major
 from ..errors import TrainingError
 from ..nn import SNN
 from .checkpoint import CHECKPOINT, CHECKPOINT_VERSION, atomic_save, resume_point_exists, share_codebooks
+from . import distributed
 from .config import FitConfig
 from .loop import epoch_seed, evaluate, make_optimizer, set_lr, stage_lr, train_epoch
 from .state import TrainState
@@ -90,6 +92,10 @@ class Engine:
         self.state = TrainState()
         self.opt: torch.optim.Optimizer | None = None
         self.timers: dict[str, list[float]] = {}  # stage name -> wall time of each training step (not saved)
+        self.device = devices.resolve(config.device)
+        self.world = distributed.init(self.device)   # one process, or this one of torchrun's
+        self.progress = progress and self.world.main
+        self.step_model: torch.nn.Module | None = None  # what a step calls: the model, or DDP over it
 
     @property
     def logit_scale(self) -> float:
@@ -97,7 +103,28 @@ class Engine:
         return self.config.logit_scale / self.data.steps
 
     def evaluate(self) -> float:
-        return evaluate(self.model, self.data.x_test, self.data.y_test)
+        """Test accuracy, computed on the training device (the model returns where it was)."""
+        home = next(self.model.parameters()).device
+        try:
+            return evaluate(self.model.to(self.device), self.data.x_test, self.data.y_test)
+        finally:
+            self.model.to(home)
+
+    def on_host(self, action: Callable[[], object]):
+        """Run a stage action (quantize, prune, harden: numpy bookkeeping) with the model on the CPU,
+        then give every process rank 0's network and put it back on the training device."""
+        self.model.cpu()
+        try:
+            return action()
+        finally:
+            self.model = distributed.sync_model(self.model, self.world)
+            self.model.to(self.device)
+
+    def begin_stage(self, lr: float) -> None:
+        """A fresh optimizer (and DDP wrapper: a stage may have changed the network) for a stage."""
+        self.model.to(self.device)
+        self.opt = make_optimizer(self.model, lr)
+        self.step_model = distributed.wrap(self.model, self.world, self.device)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -106,13 +133,16 @@ class Engine:
         st = self.state
         if self.out is not None and not resume_point_exists(self.out):
             self.save()  # a resumable point exists before the first epoch ends
+        self.model.to(self.device)
+        if self.opt is not None and self.step_model is None:  # resumed mid-stage
+            self.step_model = distributed.wrap(self.model, self.world, self.device)
         while st.stage < len(self.plan):
             stage = self.plan[st.stage]
             if not st.entered:
-                st.stage_epochs = stage.enter(self)
+                st.stage_epochs = self.on_host(lambda: stage.enter(self))
                 st.entered = True
                 st.epoch = 0
-                self.opt = make_optimizer(self.model, stage.lr)
+                self.begin_stage(stage.lr)
                 st.history.append({"stage": stage.name, "epochs": st.stage_epochs, "loss": None, "seconds": 0.0})
                 self.save()
             total = st.stage_epochs
@@ -131,12 +161,15 @@ class Engine:
                 for cb in self.callbacks:
                     cb({"stage": stage.name, "epoch": st.epoch, "epochs": total, "loss": loss, "model": self.model})
             bar.close()
-            stage.exit(self)
+            self.on_host(lambda: stage.exit(self))
+            self.step_model = None
             if self.stage_accuracy:
                 st.history[-1]["accuracy"] = self.evaluate()
             st.stage += 1
             st.entered = False
             self.save()
+        self.model.cpu()   # export, verify and the emulator read the weights on the host
+        self.step_model = None
 
     def run_epoch(self, stage, epoch: int, epochs: int) -> float:
         cfg = self.config
@@ -147,7 +180,7 @@ class Engine:
         on_step = stage.on_step(self, epoch, epochs, x.shape[1])
         timer = self.timers.setdefault(stage.name, [])
         return train_epoch(self.model, x, self.data.y_train, self.opt, cfg.batch_size, self.logit_scale, gen,
-                           on_step, timer)
+                           on_step, timer, self.step_model, self.world)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_extra(self) -> dict:
@@ -156,12 +189,13 @@ class Engine:
 
     def checkpoint(self) -> dict:
         return {"version": CHECKPOINT_VERSION, "config": self.config.to_dict(), **self.checkpoint_extra(),
-                "arch": self.model.arch(), "model": self.model.state_dict(),
-                "optimizer": None if self.opt is None else self.opt.state_dict(), "state": self.state.to_dict(),
-                "torch_rng": torch.get_rng_state()}
+                "arch": self.model.arch(), "model": _to_host(self.model.state_dict()),
+                "optimizer": None if self.opt is None else _to_host(self.opt.state_dict()),
+                "state": self.state.to_dict(), "torch_rng": torch.get_rng_state()}
 
     def save(self) -> None:
-        if self.out is not None:
+        """Write the checkpoint (rank 0 of a data-parallel fit only: one file, any process count resumes it)."""
+        if self.out is not None and self.world.main:
             atomic_save(self.checkpoint(), self.out / CHECKPOINT)
 
     def restore(self, ck: dict) -> None:
@@ -172,6 +206,7 @@ class Engine:
             self.model.load_state_dict(ck["model"])
             self.state = TrainState.from_dict(dict(ck["state"]))
             stage = self.plan[min(self.state.stage, len(self.plan) - 1)]
+            self.model.to(self.device)   # Adam's state follows its parameters' device on load
             self.opt = make_optimizer(self.model, stage.lr)
             if ck["optimizer"] is not None:
                 self.opt.load_state_dict(ck["optimizer"])
@@ -180,6 +215,17 @@ class Engine:
             where = self.out / CHECKPOINT if self.out is not None else "checkpoint"
             raise TrainingError(f"checkpoint {str(where)!r} is corrupt ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:120]}); delete it or run without --resume") from None
+
+
+def _to_host(obj):
+    """A state dict (nested dicts and lists of tensors) with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_host(v) for v in obj)
+    return obj
 
 
 def soft_schedule(engine: Engine, epoch: int, epochs: int, n: int) -> Callable[[], None]:

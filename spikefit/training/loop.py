@@ -50,35 +50,75 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 def train_epoch(model: SNN, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, batch_size: int,
                 logit_scale: float, gen: torch.Generator, on_step: Callable[[], None] | None = None,
-                timer: list | None = None) -> float:
+                timer: list | None = None, step_model: torch.nn.Module | None = None, world=None) -> float:
     """One epoch over spikes x (t, N, n) in the order ``gen`` draws; returns the mean loss. Masks are
-    re-applied after every step so pruned weights stay exactly zero."""
+    re-applied after every step so pruned weights stay exactly zero.
+
+    ``x`` and ``y`` may live on the host: each batch moves to the model's device. The loss is summed
+    on the device and read once, at the end of the epoch: no step waits for the host. ``step_model``
+    (DDP over ``model``) and ``world`` split each global batch across processes
+    (:mod:`spikefit.training.distributed`)."""
     model.train()
+    net = step_model or model
+    device = next(model.parameters()).device
     perm = torch.randperm(x.shape[1], generator=gen)
-    total, seen = 0.0, 0
+    total = torch.zeros((), device=device)
+    seen = 0
+    t_epoch = time.perf_counter()
+    steps = 0
     for i in range(0, len(perm), batch_size):
-        idx = perm[i:i + batch_size]
+        idx_global = perm[i:i + batch_size]
+        idx = idx_global if world is None else world.shard(idx_global)
         t0 = time.perf_counter()
-        out = model(x[:, idx])                                       # (t, b, n_out)
-        loss = count_loss(out, y[idx], logit_scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        xb = x[:, idx].to(device, non_blocking=True)
+        yb = y[idx].to(device, non_blocking=True)
+        try:
+            out = net(xb)                                                  # (t, b, n_out)
+            if world is not None and world.active:   # this process's share of the global batch's mean
+                loss = count_loss(out, yb, logit_scale, reduction="sum") * (world.size / len(idx_global))
+            else:
+                loss = count_loss(out, yb, logit_scale)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        except torch.OutOfMemoryError as e:
+            raise out_of_memory(device, batch_size, e) from None
         opt.step()
         model.apply_masks()
-        if timer is not None:
+        steps += 1
+        if timer is not None and device.type == "cpu":
             timer.append(time.perf_counter() - t0)
         if on_step is not None:
             on_step()
-        total += float(loss.detach()) * len(idx)
-        seen += len(idx)
-    return total / max(seen, 1)
+        total += loss.detach() * (len(idx_global) / (world.size if world is not None and world.active else 1))
+        seen += len(idx_global)
+    mean = float(total) / max(seen, 1)  # the epoch's one wait for the device
+    if world is not None and world.active:
+        import torch.distributed as dist
+
+        t = torch.tensor([mean], device=device)
+        dist.all_reduce(t)
+        mean = float(t)  # the processes' shares of each batch's loss add up to the global mean
+    if timer is not None and device.type != "cpu" and steps:  # the device's step time, without a wait per step
+        timer.extend([(time.perf_counter() - t_epoch) / steps] * steps)
+    return mean
+
+
+def out_of_memory(device: torch.device, batch_size: int, error: Exception):
+    """A one-line error for a step that ran out of the device's memory."""
+    from ..errors import DeviceError
+
+    first = str(error).splitlines()[0] if str(error) else "out of memory"
+    return DeviceError(f"out of memory on {device} at batch size {batch_size} ({first[:100]}); pass a smaller "
+                       f"--batch-size, e.g. {max(batch_size // 2, 1)}; the checkpoint of the last finished epoch is intact")
 
 
 @torch.no_grad()
 def predict_model(model: SNN, x: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    """Predicted classes (argmax of output spike counts, ties to the lowest index)."""
+    """Predicted classes (argmax of output spike counts, ties to the lowest index), on the model's device."""
     model.eval()
-    preds = [predict(model(x[:, i:i + batch_size]).sum(0).numpy()) for i in range(0, x.shape[1], batch_size)]
+    device = next(model.parameters()).device
+    preds = [predict(model(x[:, i:i + batch_size].to(device)).sum(0).cpu().numpy())
+             for i in range(0, x.shape[1], batch_size)]
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 

@@ -227,5 +227,6 @@ def scores(scorer: str, engine, round_: int):
     if scorer == "random":
         rng = np.random.default_rng(epoch_seed(engine.config.seed, 10_000 + round_))
         return fsc.random_scores(engine.model, rng), None
-    neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher, engine.logit_scale)
+    neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher, engine.logit_scale,
+                                       device=engine.device)
     return synapse, neuron
