@@ -47,7 +47,7 @@ from .nn import count_loss
 from .training.config import DEFAULT_HIDDEN, FitConfig, steps_for
 from .training.engine import Engine, TrainData
 from .training.loop import deterministic, make_optimizer
-from .training.stages import CAT_METHODS, Compress, KMeansAfter, SparsityPrune, Stage, Warmup
+from .training.stages import Compress, KMeansAfter, SparsityPrune, Stage, Warmup
 from .compress.pruners import equal_width, synapse_count
 from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire, ScoredPrune
 from .trainer import default_model
@@ -56,7 +56,7 @@ METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary
            "lsq", "dkm", "kmeans-qat", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "dense")
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "gmp", "gmp-layer": "gmp",
            "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema", "fsc-gmp": "gmp"}
-CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "dense")  # CAT at M (float when M is None) + ...
+CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "dense")  # CAT at M (float: M None)
 # default allocation of each pruner: one ranking over all layers, or every layer to the level
 ALLOCATION = {"fsc": "global", "fsc-ema": "global", "fsc-gmp": "global", "gmp": "global", "snip": "global",
               "magnitude": "layer", "random": "layer", "gmp-layer": "layer", "rewire": "layer"}

@@ -152,3 +152,13 @@ def test_bad_options_are_one_line_errors(tmp_path):
     assert r.exit_code == 2 and "unknown method 'bogus'" in r.output
     r = CliRunner().invoke(cli, ["bench", "compression", "--sparsity", "0,1.5"])
     assert r.exit_code == 2 and "every sparsity must lie in [0, 1)" in r.output
+
+
+def test_device_option_passes_through_and_refuses_unknown_devices():
+    runner = CliRunner()
+    r = runner.invoke(cli, TINY[:-1] + ["--methods", "float", "--device", "tpu9", "--timing-steps", "0"])
+    assert r.exit_code == 2 and "--device 'tpu9' is not a device" in r.output
+    r = runner.invoke(cli, TINY + ["--methods", "float", "--device", "cpu", "--timing-steps", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["config"]["device"] == "cpu" and "--device" not in rep["command"]

@@ -47,10 +47,11 @@ def _methods(text: str) -> list[str]:
     return vals
 
 
-def build_config(preset: str, epochs: int | None, train_limit: int | None, test_limit: int | None):
+def build_config(preset: str, epochs: int | None, train_limit: int | None, test_limit: int | None,
+                 device: str = "cpu"):
     from ..trainer import FitConfig
 
-    over = {"train_limit": train_limit, "test_limit": test_limit, "threads": 1, "deploy": False}
+    over = {"train_limit": train_limit, "test_limit": test_limit, "threads": 1, "deploy": False, "device": device}
     if epochs is not None:
         over.update(warmup_epochs=epochs, cat_epochs=epochs, prune_epochs=epochs, finetune_epochs=epochs)
     return FitConfig.preset(preset, **over)
@@ -93,10 +94,14 @@ def build_config(preset: str, epochs: int | None, train_limit: int | None, test_
               help="Render a saved report (compression_<dataset>.json) instead of running; other options ignored.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the tables.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Training device of every cell (FitConfig.device: auto, cpu, cuda, cuda:N); these networks are "
+                   "small: the CPU with --jobs processes is the fast choice.")
 def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation, jobs, preset, epochs,
-                train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet):
-    """Accuracy of compression methods (CAT, k-means, uniform, ternary; FSC, magnitude, random pruning)
-    over M and sparsity in one harness, mean ± std over seeds, with the targets checked."""
+                train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet, device):
+    """Accuracy of compression methods (CAT, k-means, uniform, LSQ, DKM, k-means QAT, ternary; FSC, GMP,
+    SNIP, rewiring, magnitude, random pruning; the equal-synapse dense network) over M and sparsity in
+    one harness, mean ± std over seeds, with the targets checked."""
     if from_json is not None:
         try:
             report = json.loads(from_json.read_text(encoding="utf-8"))
@@ -105,7 +110,7 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
             raise BenchError(f"{str(from_json)!r} is not a report of 'spikefit bench compression'; pass the "
                              "compression_<dataset>.json it wrote") from None
     else:
-        config = build_config(preset, epochs, train_limit, test_limit)
+        config = build_config(preset, epochs, train_limit, test_limit, device)
         log = None if quiet else (lambda msg: click.echo(msg, err=True))
         report = run_benchmark(dataset, _methods(methods), _ints(Ms, "--M"), _floats(sparsity, "--sparsity"), seeds,
                                scope, prune_m, jobs, config, timing_steps, cache, neuron_row, log,
@@ -115,6 +120,8 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
                                      jobs, preset, epochs, train_limit, test_limit)
         if energy_targets != "published":
             report["command"] += f" --energy-targets {energy_targets}"
+        if device != "cpu":
+            report["command"] += f" --device {device}"
     if out is not None:
         write_outputs(report, out)
     if as_json:

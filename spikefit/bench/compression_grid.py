@@ -51,7 +51,8 @@ STEP_RATIO_TARGET = 1.3   # CAT step time / float step time
 # The sources that decide the figures: their hashes go into the report, tying results to code.
 TRAINER_SOURCES = ("baselines.py", "trainer.py", "training/engine.py", "training/stages.py", "training/loop.py",
                    "training/config.py", "training/state.py", "cat.py", "quantizers.py", "fsc.py", "nn.py",
-                   "datasets.py", "compress/pruners.py", "compress/quantizers_qat.py", "compress/stages.py")
+                   "datasets.py", "lifscan.py", "compress/pruners.py", "compress/quantizers_qat.py",
+                   "compress/stages.py")
 
 
 class BenchError(SpikefitError):
@@ -332,6 +333,10 @@ def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str 
     from ..trainer import FitConfig
 
     load_dataset(dataset)  # an unknown name fails here, before any process starts
+    if config is not None:
+        from ..devices import resolve
+
+        resolve(config.device)  # so does a device that is not here
     config = config or FitConfig.preset("full", threads=1, deploy=False)
     if scope not in ("layer", "neuron"):
         raise BenchError(f"scope {scope!r} is not benchmarked; use 'layer' or 'neuron'")

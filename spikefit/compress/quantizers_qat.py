@@ -95,8 +95,8 @@ class DKMQuantizer(CodebookQuantizer):
             if it == self.iters - 1 or self.iters == 0:
                 break
             a = att[..., :self.M]                                     # the zero level stays at 0
-            num = torch.zeros(G, self.M).index_add(0, self.groups, (a * rows[:, :, None]).sum(1))
-            den = torch.zeros(G, self.M).index_add(0, self.groups, a.sum(1))
+            num = torch.zeros(G, self.M, device=rows.device).index_add(0, self.groups, (a * rows[:, :, None]).sum(1))
+            den = torch.zeros(G, self.M, device=rows.device).index_add(0, self.groups, a.sum(1))
             c = torch.where(den > 1e-12, num / den.clamp_min(1e-12), c)
         if update:
             self.codebook.centers.data.copy_(c.detach())
@@ -130,8 +130,9 @@ class KMeansQATQuantizer(CodebookQuantizer):
                 lv = torch.cat([lv, torch.zeros_like(lv[:, :1])], 1)
             idx = (rows[:, :, None] - lv[:, None, :]).abs().argmin(-1)        # (rows, k)
             flat = (self.groups[:, None] * (M + 1) + idx).reshape(-1)
-            sums = torch.zeros(G * (M + 1)).index_add(0, flat, rows.reshape(-1)).reshape(G, M + 1)[:, :M]
-            cnt = torch.zeros(G * (M + 1)).index_add(0, flat, torch.ones(rows.numel())).reshape(G, M + 1)[:, :M]
+            bins = torch.zeros(G * (M + 1), device=rows.device)
+            sums = bins.index_add(0, flat, rows.reshape(-1)).reshape(G, M + 1)[:, :M]
+            cnt = bins.index_add(0, flat, torch.ones_like(rows).reshape(-1)).reshape(G, M + 1)[:, :M]
             c = torch.where(cnt > 0, sums / cnt.clamp_min(1), c)
         self.codebook.centers.data.copy_(c)
 

@@ -76,6 +76,13 @@ class QATCompress(Stage):
         C.harden(engine.model)
 
 
+def host(engine, action):
+    """A mask change during a stage's epochs, with the model on the host (numpy bookkeeping), as the
+    engine runs entry and exit actions; a no-op move on the CPU."""
+    on_host = getattr(engine, "on_host", None)
+    return on_host(action) if on_host is not None else action()
+
+
 def _steps(engine, n: int) -> int:
     return -(-n // engine.config.batch_size)
 
@@ -120,7 +127,7 @@ class GradualMagnitude(Stage):
             count[0] += 1
             c = count[0]
             if c <= end and (c % every == 0 or c == end):
-                self._prune(engine, P.gmp_level(c / end, self.sparsity))
+                host(engine, lambda: self._prune(engine, P.gmp_level(c / end, self.sparsity)))
         return step
 
 
@@ -171,7 +178,7 @@ class ScoredPrune(SparsityPrune):
                 q = max(1, x.shape[1] // 4)
                 sl = slice((e % 4) * q, (e % 4 + 1) * q)
                 if y[sl].numel():
-                    self._accumulate(engine, x[:, sl], y[sl])
+                    host(engine, lambda: self._accumulate(engine, x[:, sl], y[sl]))
         return step
 
 
@@ -203,5 +210,6 @@ class Rewire(Stage):
             count[0] += 1
             c = count[0]
             if c < end and c % self.interval == 0:
-                P.rewire(engine.model, self.rate * 0.5 * (1 + math.cos(math.pi * c / end)), self.gen)
+                rate = self.rate * 0.5 * (1 + math.cos(math.pi * c / end))
+                host(engine, lambda: P.rewire(engine.model, rate, self.gen))
         return step
