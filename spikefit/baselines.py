@@ -20,12 +20,14 @@ measures test accuracy. Methods:
 ``lsq``        LSQ QAT (Esser et al. 2020): learned step with its gradient scale, M non-zero levels ±1..±M/2
 ``dkm``        DKM (Cho et al. 2022): attention over |w - c| / tau, centroids re-estimated from it (EM)
 ``kmeans-qat`` k-means QAT: nearest centroid + straight-through, centroids re-clustered (Lloyd) every step
+``cat-lloyd``  CAT whose codebook follows Lloyd re-clustering in the CAT stage, learned by gradient after it
 ``gmp``        CAT + gradual magnitude pruning of the latent weights (Zhu & Gupta cubic schedule), global
 ``gmp-layer``  the same, every layer to the level
 ``snip``       CAT + SNIP saliency |w dL/dw| pruning in the FSC rounds, global
 ``rewire``     CAT + Deep-Rewiring-style drop / random regrowth at a constant synapse count per layer
 ``fsc-ema``    CAT + FSC with Fisher scores averaged (EMA) over the pruning rounds' epochs
 ``fsc-gmp``    CAT + FSC on the cubic schedule of ``gmp``, re-scored at the end of every epoch
+``fsc-regrow`` CAT + FSC rounds; in every recovery epoch low-F_ij synapses swap for high-|dL/dw| dormant ones
 ``dense``      CAT on the dense network whose hidden width has the synapses left at ``sparsity``
 =============  ==================================================================================
 
@@ -53,13 +55,16 @@ from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire,
 from .trainer import default_model
 
 METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "magnitude", "random",
-           "lsq", "dkm", "kmeans-qat", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "dense")
+           "lsq", "dkm", "kmeans-qat", "cat-lloyd", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp",
+           "fsc-regrow", "dense")
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "gmp", "gmp-layer": "gmp",
-           "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema", "fsc-gmp": "gmp"}
-CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "dense")  # CAT at M (float: M None)
+           "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema", "fsc-gmp": "gmp",
+           "fsc-regrow": "fsc-regrow"}
+# CAT at M (float when M is None) under these pruners and the dense reference
+CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "fsc-regrow", "dense")
 # default allocation of each pruner: one ranking over all layers, or every layer to the level
-ALLOCATION = {"fsc": "global", "fsc-ema": "global", "fsc-gmp": "global", "gmp": "global", "snip": "global",
-              "magnitude": "layer", "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
+ALLOCATION = {"fsc": "global", "fsc-ema": "global", "fsc-gmp": "global", "fsc-regrow": "global", "gmp": "global",
+              "snip": "global", "magnitude": "layer", "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
 
 
 def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scope: str = "layer",
@@ -85,10 +90,10 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
     elif scorer == "rewire" and sparsity > 0:
         stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity))
     else:
-        kind = ScoredPrune if scorer in ("snip", "fsc-ema") else SparsityPrune
+        kind = ScoredPrune if scorer in ("snip", "fsc-ema", "fsc-regrow") else SparsityPrune
         stages += [kind(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,
                         sparsity=sparsity, scorer=scorer if scorer not in ("gmp", "rewire") else "fsc",
-                        per_layer=per_layer, structured=scorer in ("fsc", "fsc-ema") and fsc_neurons)
+                        per_layer=per_layer, structured=scorer in ("fsc", "fsc-ema", "fsc-regrow") and fsc_neurons)
                    for r in range(1, cfg.prune_rounds + 1)]
     stages.append(Stage("finetune", cfg.finetune_epochs, cfg.finetune_lr))
     if method == "kmeans":
@@ -144,7 +149,7 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
     pruned = PRUNERS.get(method, "fsc")
     return {"method": method, "dataset": dataset, "M": M, "sparsity": sparsity, "seed": seed, "scope": scope,
             "zero": zero if method not in ("float", "uniform", "ternary", "lsq") else None,
-            "fsc_neurons": fsc_neurons if method in ("fsc", "fsc-ema", "fsc-gmp") and train_sparsity else None,
+            "fsc_neurons": fsc_neurons if method.startswith("fsc") and train_sparsity else None,
             "allocation": (allocation or ALLOCATION.get(method, ALLOCATION[pruned])) if train_sparsity else None,
             "hidden": [p.size for p in engine.model.populations()[:-1]],
             "synapses": sum(s.nonzero() for s in engine.model.synapses()),

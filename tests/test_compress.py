@@ -206,3 +206,26 @@ def test_kmeans_qat_reclusters_the_latent_weights():
 def test_qat_methods_deploy_at_most_M_values(method, distinct):
     r = run_method(method, "digits", 4, 0.0, 0, CFG)
     assert 1 <= r["max_distinct"] <= distinct
+
+
+def test_regrowth_keeps_counts_and_revives_the_steepest_dormant_synapses():
+    model = SNN.mlp(8, [6], 3, seed=3)
+    fsc.prune_to_sparsity(model, P.latent_magnitude_scores(model), 0.5, per_layer=True)
+    x = (torch.rand(5, 16, 8, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    y = torch.arange(16) % 3
+    grads = P.dense_gradient(model, x, y, 1.0)
+    s0 = model.synapses()[0]
+    assert float(grads[s0.name][s0.mask == 0].abs().sum()) > 0   # pruned entries have a gradient too
+    counts = [s.nonzero() for s in model.synapses()]
+    dormant = s0.mask == 0
+    best = int(torch.argmax(torch.where(dormant, grads[s0.name].abs(), -1.0)))
+    scores = P.latent_magnitude_scores(model)
+    assert P.regrow(model, scores, grads, 0.2) > 0
+    assert [s.nonzero() for s in model.synapses()] == counts
+    assert s0.mask.reshape(-1)[best] == 1 and s0.weight.reshape(-1)[best] == 0
+
+
+@pytest.mark.parametrize("method", ["fsc-gmp", "fsc-regrow"])
+def test_fsc_variants_reach_the_sparsity(method):
+    r = run_method(method, "digits", 4, 0.75, 0, CFG)
+    assert r["measured_sparsity"] == pytest.approx(0.75, abs=0.01) and r["fsc_neurons"] is True

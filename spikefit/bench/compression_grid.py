@@ -38,8 +38,10 @@ import numpy as np
 
 from ..errors import SpikefitError
 
-QUANTIZERS = ("cat", "cat-hard", "cat-soft", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat")  # x M at sparsity 0
-PRUNERS = ("fsc", "fsc-ema", "fsc-gmp", "magnitude", "gmp", "gmp-layer", "snip", "rewire", "random")  # x sparsity
+QUANTIZERS = ("cat", "cat-hard", "cat-soft", "cat-lloyd", "kmeans", "uniform", "lsq", "dkm",  # x M at sparsity 0
+              "kmeans-qat")
+PRUNERS = ("fsc", "fsc-ema", "fsc-gmp", "fsc-regrow", "magnitude", "gmp", "gmp-layer", "snip", "rewire",  # x sparsity
+           "random")
 ONCE = ("float", "ternary")                                          # once per seed
 REFERENCES = ("dense",)                                              # x sparsity: the equal-synapse dense network
 DEFAULT_METHODS = ("float", "cat", "cat-soft", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc",

@@ -11,6 +11,9 @@
   2018; drop-the-weakest as SET, Mocanu et al. 2018): the ``rate`` fraction of a connection's active
   synapses with the smallest latent ``|w|`` go dormant and as many dormant ones, drawn at random,
   come back at weight 0.
+* :func:`dense_gradient` and :func:`regrow`: RigL-style regrowth (Evci et al. 2020) after FSC pruning:
+  the ``k`` active synapses of lowest score go dormant and the ``k`` dormant ones with the largest
+  ``|dL/dw~|`` (the loss gradient of the effective weight, pruned entries included) come back at 0.
 * :func:`equal_width`: hidden widths of the dense network with (at most) a given number of synapses.
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import TrainingError
-from ..nn import count_loss
+from ..nn import Conv, Probe, count_loss
 
 
 def gmp_level(progress: float, final: float, initial: float = 0.0) -> float:
@@ -77,6 +80,56 @@ def rewire(model, rate: float, gen: torch.Generator) -> int:
         m[drop] = 0.0
         m[grow] = 1.0
         w[grow] = 0.0
+        moved += k
+    model.apply_masks()
+    return moved
+
+
+def dense_gradient(model, x: torch.Tensor, y: torch.Tensor, logit_scale: float,
+                   batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """``dL/dw~`` of every connection's effective weight over the samples, pruned entries included
+    (from the synaptic inputs' gradients: a dense layer's ``sum_t g_t^T x_t``, a convolution's
+    ``conv2d_weight``)."""
+    grads = {s.name: torch.zeros_like(s.weight) for s in model.synapses()}
+    syns = {s.name: s for s in model.synapses()}
+    for i in range(0, x.shape[1], batch_size):
+        probe = Probe()
+        loss = count_loss(model(x[:, i:i + batch_size], probe), y[i:i + batch_size], logit_scale, reduction="sum")
+        recs = [(k, xa, a) for k, lst in probe.records.items() for xa, a in lst]
+        gas = torch.autograd.grad(loss, [a for _, _, a in recs], allow_unused=True)
+        for (k, xa, _), ga in zip(recs, gas):
+            if ga is None:
+                continue
+            s = syns[k]
+            if isinstance(s, Conv):
+                t, b = xa.shape[:2]
+                grads[k] += torch.nn.grad.conv2d_weight(xa.reshape(t * b, *xa.shape[2:]), s.weight.shape,
+                                                        ga.reshape(t * b, *ga.shape[2:]), s.stride, s.padding)
+            else:
+                grads[k] += torch.einsum("...o,...i->oi", ga, xa)
+    return {k: g / x.shape[1] for k, g in grads.items()}
+
+
+@torch.no_grad()
+def regrow(model, scores: dict[str, np.ndarray], grads: dict[str, torch.Tensor], fraction: float) -> int:
+    """In every connection: ``k = fraction * active`` active synapses with the lowest ``scores`` go
+    dormant, the ``k`` dormant ones with the largest ``|grads|`` come back at weight 0 (the count
+    stays). Returns the number of synapses moved."""
+    moved = 0
+    for s in model.synapses():
+        m = s.mask.reshape(-1)
+        active = torch.nonzero(m > 0).reshape(-1)
+        dormant = torch.nonzero(m == 0).reshape(-1)
+        k = min(int(fraction * active.numel()), dormant.numel())
+        if k == 0:
+            continue
+        sc = torch.as_tensor(scores[s.name], dtype=torch.float64).reshape(-1)
+        g = grads[s.name].detach().abs().reshape(-1)
+        drop = active[torch.argsort(sc[active], stable=True)[:k]]
+        grow = dormant[torch.argsort(-g[dormant], stable=True)[:k]]
+        m[drop] = 0.0
+        m[grow] = 1.0
+        s.weight.reshape(-1)[grow] = 0.0
         moved += k
     model.apply_masks()
     return moved

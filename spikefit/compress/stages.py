@@ -5,7 +5,8 @@
 * :class:`GradualMagnitude`: one pruning stage of ``prune_rounds * prune_epochs`` epochs with Zhu &
   Gupta's cubic schedule on the latent weights over its first ``prune_span`` of steps;
 * :class:`ScoredPrune`: a pruning round (as :class:`~spikefit.training.stages.SparsityPrune`) scored
-  by SNIP or by FSC with Fisher scores accumulated over the previous round's epochs (EMA);
+  by SNIP, by FSC with Fisher scores accumulated over the previous round's epochs (EMA), or by FSC
+  with RigL-style regrowth in every recovery epoch;
 * :class:`Rewire`: one cut to the sparsity by latent magnitude, then Deep-Rewiring-style drop and
   random regrowth every ``interval`` steps at a constant synapse count per connection.
 """
@@ -27,12 +28,14 @@ from ..training.stages import SparsityPrune, Stage
 from . import pruners as P
 from .quantizers_qat import DKMQuantizer, KMeansQATQuantizer, LSQQuantizer
 
-QAT_METHODS = ("lsq", "dkm", "kmeans-qat")
+QAT_METHODS = ("lsq", "dkm", "kmeans-qat", "cat-lloyd")
 
 
 @dataclass
 class QATCompress(Stage):
-    """LSQ (M even: ±1..±M/2 steps), DKM or k-means QAT at M values per layer, for the stage."""
+    """LSQ (M even: ±1..±M/2 steps), DKM or k-means QAT at M values per layer, for the stage;
+    ``cat-lloyd``: k-means QAT in the stage, then CAT's codebook learned by gradient (every later
+    stage trains the hardened codebook values, as CAT's)."""
 
     method: str = "lsq"
     M: int | None = None
@@ -73,6 +76,7 @@ class QATCompress(Stage):
         for s in engine.model.synapses():
             if isinstance(s.quant, KMeansQATQuantizer):
                 s.quant.recluster = False
+                s.quant.codebook.centers.requires_grad_(self.method == "cat-lloyd")
         C.harden(engine.model)
 
 
@@ -138,6 +142,7 @@ class ScoredPrune(SparsityPrune):
     per evaluation; each end-of-epoch evaluation uses a quarter of the Fisher samples in turn)."""
 
     decay: float = 0.5
+    regrow: float = 0.1          # fsc-regrow: fraction of synapses moved in the first round's epochs
 
     def enter(self, engine) -> int:
         if self.sparsity > 0:
@@ -145,11 +150,14 @@ class ScoredPrune(SparsityPrune):
             if self.scorer == "snip":
                 synapse, neuron = P.snip_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
                                                 engine.logit_scale), None
+            elif self.scorer == "fsc-regrow":
+                neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
+                                                    engine.logit_scale)
             elif self.scorer == "fsc-ema":
                 self._accumulate(engine, engine.data.x_fisher, engine.data.y_fisher)
                 neuron, synapse = engine.fisher_ema
             else:
-                raise TrainingError(f"unknown scorer {self.scorer!r}; use 'snip' or 'fsc-ema'")
+                raise TrainingError(f"unknown scorer {self.scorer!r}; use 'snip', 'fsc-ema' or 'fsc-regrow'")
             fsc.prune_to_sparsity(engine.model, synapse, level, per_layer=self.per_layer,
                                   neuron_scores=neuron if self.structured else None)
         return self.epochs
@@ -165,6 +173,8 @@ class ScoredPrune(SparsityPrune):
         engine.fisher_ema = (neuron, synapse)
 
     def on_step(self, engine, epoch, epochs, n):
+        if self.scorer == "fsc-regrow" and self.sparsity > 0:
+            return self._regrow_step(engine, epoch, epochs, n)
         if self.scorer != "fsc-ema" or self.round >= self.rounds or self.sparsity <= 0:
             return None
         per = _steps(engine, n)
@@ -179,6 +189,24 @@ class ScoredPrune(SparsityPrune):
                 sl = slice((e % 4) * q, (e % 4 + 1) * q)
                 if y[sl].numel():
                     host(engine, lambda: self._accumulate(engine, x[:, sl], y[sl]))
+        return step
+
+
+    def _regrow_step(self, engine, epoch, epochs, n):
+        """At the middle of every recovery epoch: the ``regrow`` fraction (halved each round) of every
+        connection's synapses of lowest F_ij dormant, as many of largest |dL/dw~| back."""
+        per = _steps(engine, n)
+        count = [0]
+        frac = self.regrow / 2 ** (self.round - 1)
+
+        def step() -> None:
+            count[0] += 1
+            if count[0] == max(per // 2, 1):
+                def act():
+                    x, y = engine.data.x_fisher, engine.data.y_fisher
+                    synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale)[1]
+                    P.regrow(engine.model, synapse, P.dense_gradient(engine.model, x, y, engine.logit_scale), frac)
+                host(engine, act)
         return step
 
 
