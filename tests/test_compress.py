@@ -152,8 +152,8 @@ def test_lsq_step_gets_the_scaled_gradient():
     out = q(w)
     assert len(torch.unique(out.detach() / q.scale).round()) <= 5        # ±1, ±2 and 0
     (out * torch.linspace(-1, 1, 200).reshape(10, 20)).sum().backward()
-    g_lsq = float(q.step.grad)
-    s = q.step.detach().clone().requires_grad_(True)                   # the same, without the gradient scale
+    g_lsq = float(q.step.grad) / q.s0                                  # d/ds of s = s0 * step
+    s = torch.tensor(q.scale, requires_grad=True)                      # the same, without the gradient scale
     (torch.clamp(torch.round(w.detach() / s) + (w.detach() / s - (w.detach() / s).detach()), -2, 2) * s
      * torch.linspace(-1, 1, 200).reshape(10, 20)).sum().backward()
     assert g_lsq != 0 and g_lsq == pytest.approx(float(s.grad) * q.g, rel=1e-5)
@@ -202,7 +202,7 @@ def test_kmeans_qat_reclusters_the_latent_weights():
     assert torch.equal(w.grad, torch.ones_like(w))             # straight-through
 
 
-@pytest.mark.parametrize("method, distinct", [("lsq", 4), ("dkm", 4), ("kmeans-qat", 4)])
+@pytest.mark.parametrize("method, distinct", [("lsq", 4), ("dkm", 4), ("kmeans-qat", 4), ("cat-lloyd", 4)])
 def test_qat_methods_deploy_at_most_M_values(method, distinct):
     r = run_method(method, "digits", 4, 0.0, 0, CFG)
     assert 1 <= r["max_distinct"] <= distinct
@@ -229,3 +229,13 @@ def test_regrowth_keeps_counts_and_revives_the_steepest_dormant_synapses():
 def test_fsc_variants_reach_the_sparsity(method):
     r = run_method(method, "digits", 4, 0.75, 0, CFG)
     assert r["measured_sparsity"] == pytest.approx(0.75, abs=0.01) and r["fsc_neurons"] is True
+
+
+def test_cat_lloyd_learns_its_codebook_after_the_cat_stage():
+    eng = engine_for("cat-lloyd", 4, 0.0)
+    eng.run()
+    q = eng.model.synapses()[0].quant
+    assert isinstance(q, KMeansQATQuantizer) and not q.recluster and q.codebook.centers.requires_grad
+    k = engine_for("kmeans-qat", 4, 0.0)
+    k.run()
+    assert not k.model.synapses()[0].quant.codebook.centers.requires_grad

@@ -74,12 +74,13 @@ def tables(report: dict) -> str:
 
     lines += energy_table(report, _row_label)
     lines += ["### Every group", "",
-              "| method | M | sparsity | scope | accuracy % | seeds | measured sparsity | max distinct | "
-              "step ratio (in grid) | s per run |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+              "| method | M | sparsity | scope | accuracy % | seeds | measured sparsity | synapses | max distinct | "
+              "step ratio (in grid) | s per run |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         ratio = "-" if r["step_ratio_in_grid"] is None else f"{r['step_ratio_in_grid']:.2f}"
+        syn = "-" if r.get("synapses") is None else f"{r['synapses']:,.0f}"
         lines.append(f"| {r['method']} | {r['M'] if r['M'] is not None else '-'} | {r['sparsity']:g} | "
-                     f"{r['scope']} | {_ms(r)} | {r['seeds']} | {100 * r['measured_sparsity']:.1f} % | "
+                     f"{r['scope']} | {_ms(r)} | {r['seeds']} | {100 * r['measured_sparsity']:.1f} % | {syn} | "
                      f"{r['max_distinct'] if r['max_distinct'] is not None else '-'} | {ratio} | "
                      f"{r['seconds_mean']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -1,9 +1,13 @@
 """Quantization-aware training baselines at M weight values: LSQ, DKM and k-means QAT.
 
 * :class:`LSQQuantizer`: Learned Step Size Quantization (Esser et al., ICLR 2020). The step ``s`` is
-  a parameter; ``w_q = s * clamp(round(w / s), -Qn, Qp)`` with straight-through rounding, and the
+  learned; ``w_q = s * clamp(round(w / s), -Qn, Qp)`` with straight-through rounding, and the
   step's gradient is scaled by ``g = 1 / sqrt(N * Qp)`` (N weights in the layer), the paper's
-  gradient scale. Initial step ``2 mean|w| / sqrt(Qp)`` (the paper's). With M non-zero levels
+  gradient scale. Initial step ``s0 = 2 mean|w| / sqrt(Qp)`` (the paper's). The harness trains with
+  Adam, which normalises a gradient's size, so ``g`` alone would not temper the step's updates (LSQ
+  was stated with SGD): the parameter is ``s / s0`` (``s = s0 * step``), which makes Adam's update of
+  ``s`` proportional to ``s0``, the balance with the weights' updates that ``g`` gives under SGD.
+  Learning ``s`` itself at the weights' learning rate collapsed a seed (mnist1d M=4 seed 1: 47.9 %). With M non-zero levels
   (M even) the grid is ``s * {-M/2 .. -1, 0, 1 .. M/2}``: the same M non-zero values per layer
   as CAT with its free zero level.
 * :class:`DKMQuantizer`: Differentiable K-Means (Cho et al., ICLR 2022). Every training forward
@@ -48,19 +52,20 @@ class LSQQuantizer(UniformQuantizer):
         init = max(2 * a / math.sqrt(self.qmax), 1e-8)
         super().__init__(bits, init, learn_scale=True, narrow=True)
         del self.log_scale
-        self.step = torch.nn.Parameter(torch.tensor(init))
+        self.s0 = init
+        self.step = torch.nn.Parameter(torch.tensor(1.0))                   # s = s0 * step
         self.g = 1.0 / math.sqrt(w.numel() * self.qmax)
         self.register_buffer("log_scale", torch.tensor(math.log(init)))   # kept in step with ``step``
 
     @property
     def scale(self) -> float:
-        return self.frozen_scale if self.frozen_scale is not None else float(self.step.detach().abs())
+        return self.frozen_scale if self.frozen_scale is not None else self.s0 * float(self.step.detach().abs())
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.frozen_scale is not None:
             s = self.frozen_scale
         else:
-            s = grad_scale(self.step.abs().clamp_min(1e-12), self.g)
+            s = self.s0 * grad_scale(self.step.abs().clamp_min(1e-6), self.g)
         return torch.clamp(round_ste(w / s), -self.qmax, self.qmax) * s
 
     def freeze(self, vth: float | None = None) -> None:
@@ -69,7 +74,7 @@ class LSQQuantizer(UniformQuantizer):
             s = vth / 2.0 ** round(math.log2(vth / s))
         self.frozen_scale = float(s)
         with torch.no_grad():
-            self.step.fill_(s)
+            self.step.fill_(s / self.s0)
             self.log_scale.fill_(math.log(s))
         self.step.requires_grad_(False)
 
