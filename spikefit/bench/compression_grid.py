@@ -79,7 +79,8 @@ class Cell:
 
 def plan(methods, Ms, sparsities, seeds, scope: str = "layer", prune_m: int = TARGET_M,
          neuron_row: bool = True) -> list[Cell]:
-    """The cells of the grid, heaviest first (neuron scope, soft assignment), then in table order."""
+    """The cells of the grid, heaviest first (neuron scope, soft assignment, repeated Fisher scores),
+    then in table order."""
     cells: list[Cell] = []
 
     def add(c: Cell) -> None:
@@ -106,7 +107,8 @@ def plan(methods, Ms, sparsities, seeds, scope: str = "layer", prune_m: int = TA
                         add(Cell(m, prune_m, float(sp), scope, seed))
         if neuron_row and scope == "layer" and "cat" in methods:
             add(Cell("cat", prune_m, 0.0, "neuron", seed))
-    heavy = {c: (c.scope == "neuron") * 2 + (c.method in ("cat-soft", "dkm", "fsc-ema")) for c in cells}
+    slow = ("cat-soft", "dkm", "fsc-ema", "fsc-regrow", "fsc-gmp")   # attention or repeated Fisher scores
+    heavy = {c: (c.scope == "neuron") * 2 + (c.method in slow) for c in cells}
     return sorted(cells, key=lambda c: -heavy[c])  # stable: table order within equal weight
 
 
