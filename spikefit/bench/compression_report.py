@@ -168,8 +168,8 @@ def plots(report: dict, out: Path) -> list[Path]:
 
 
 
-FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("fsc-ema", "fsc-gmp", "snip"),
-            "rewiring": ("rewire", "random")}   # every plot also shows FSC and the equal-synapse dense network
+FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("snip", "fsc-ema", "fsc-gmp"),
+            "rewiring": ("rewire", "fsc-regrow", "random")}   # every plot also shows FSC and the dense reference
 
 
 def synapse_plots(report: dict, out: Path) -> list[Path]:
