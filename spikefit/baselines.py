@@ -79,7 +79,7 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
     stages: list[Stage] = [Warmup("warmup", cfg.warmup_epochs, cfg.lr)]
     if method in QAT_METHODS:
         stages.append(QATCompress("compress", cfg.cat_epochs, cfg.lr, method=method, M=M, weight_bits=weight_bits,
-                                  zero=zero))
+                                  zero=zero, scope=scope))
     else:  # the method's quantizer; CAT under every pruner and the dense reference (float when M is None)
         stages.append(Compress("compress", cfg.cat_epochs, cfg.lr, method="fsc" if method in CAT_UNDER else method,
                                M=M, scope=scope, weight_bits=weight_bits, zero=zero))

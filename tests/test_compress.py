@@ -239,3 +239,10 @@ def test_cat_lloyd_learns_its_codebook_after_the_cat_stage():
     k = engine_for("kmeans-qat", 4, 0.0)
     k.run()
     assert not k.model.synapses()[0].quant.codebook.centers.requires_grad
+
+
+def test_qat_scopes():
+    r = run_method("kmeans-qat", "digits", 2, 0.0, 0, CFG, scope="neuron")
+    assert 1 <= r["max_distinct"] <= 2
+    with pytest.raises(TrainingError, match="method 'lsq' does not run at scope 'neuron'; use scope 'layer'$"):
+        run_method("lsq", "digits", 4, 0.0, 0, CFG, scope="neuron")

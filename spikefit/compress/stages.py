@@ -33,7 +33,8 @@ QAT_METHODS = ("lsq", "dkm", "kmeans-qat", "cat-lloyd")
 
 @dataclass
 class QATCompress(Stage):
-    """LSQ (M even: ±1..±M/2 steps), DKM or k-means QAT at M values per layer, for the stage;
+    """LSQ (M even: ±1..±M/2 steps; one step per layer), DKM or k-means QAT at M values per ``scope``
+    group, for the stage;
     ``cat-lloyd``: k-means QAT in the stage, then CAT's codebook learned by gradient (every later
     stage trains the hardened codebook values, as CAT's)."""
 
@@ -41,11 +42,15 @@ class QATCompress(Stage):
     M: int | None = None
     weight_bits: int | None = 8
     zero: bool = True
+    scope: str = "layer"         # codebook scope of DKM and k-means QAT ("layer" or "neuron")
 
     def __post_init__(self):
         super().__post_init__()
         if self.method not in QAT_METHODS:
             raise TrainingError(f"unknown QAT method {self.method!r}; use one of {', '.join(QAT_METHODS)}")
+        if self.scope not in ("layer", "neuron") or (self.method == "lsq" and self.scope != "layer"):
+            raise TrainingError(f"method {self.method!r} does not run at scope {self.scope!r}; use scope 'layer'"
+                                + ("" if self.method == "lsq" else " or 'neuron'"))
 
     def enter(self, engine) -> int:
         model = engine.model
@@ -56,15 +61,15 @@ class QATCompress(Stage):
                 s.quant = LSQQuantizer(self.M, s.weight * s.mask)
             return self.epochs
         # CAT's codebook on the chip grid (scale, k-means init from the float weights), another assignment
-        C.attach_cat(model, C.CatSpec(self.M, "layer", self.weight_bits, "layer", "hard", self.zero))
+        C.attach_cat(model, C.CatSpec(self.M, self.scope, self.weight_bits, "layer", "hard", self.zero))
         for s in model.synapses():
             old = s.quant
             cb = Codebook(old.codebook.centers.detach().numpy(), old.codebook.scale, old.codebook.bits)
             groups = old.groups.numpy()
             if self.method == "dkm":
-                q = DKMQuantizer(cb, groups, "layer", tau=engine.config.tau_start, zero=self.zero)
+                q = DKMQuantizer(cb, groups, self.scope, tau=engine.config.tau_start, zero=self.zero)
             else:
-                q = KMeansQATQuantizer(cb, groups, "layer", zero=self.zero)
+                q = KMeansQATQuantizer(cb, groups, self.scope, zero=self.zero)
             q.sigma2.copy_(old.sigma2)
             s.quant = q
         return self.epochs
