@@ -25,6 +25,7 @@ measures test accuracy. Methods:
 ``gmp-layer``  the same, every layer to the level
 ``snip``       CAT + SNIP saliency |w dL/dw| pruning in the FSC rounds, global
 ``rewire``     CAT + Deep-Rewiring-style drop / random regrowth at a constant synapse count per layer
+``rigl``       the same with RigL's regrowth: the dormant synapses of largest |dL/dw~| come back
 ``fsc-ema``    CAT + FSC with Fisher scores averaged (EMA) over the pruning rounds' epochs
 ``fsc-gmp``    CAT + FSC on the cubic schedule of ``gmp``, re-scored at the end of every epoch
 ``fsc-regrow`` CAT + FSC rounds; in every recovery epoch low-F_ij synapses swap for high-|dL/dw| dormant ones
@@ -55,13 +56,13 @@ from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire,
 from .trainer import default_model
 
 METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "magnitude", "random",
-           "lsq", "dkm", "kmeans-qat", "cat-lloyd", "gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp",
-           "fsc-regrow", "dense")
+           "lsq", "dkm", "kmeans-qat", "cat-lloyd", "gmp", "gmp-layer", "snip", "rewire", "rigl", "fsc-ema",
+           "fsc-gmp", "fsc-regrow", "dense")
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "gmp", "gmp-layer": "gmp",
-           "snip": "snip", "rewire": "rewire", "fsc-ema": "fsc-ema", "fsc-gmp": "gmp",
+           "snip": "snip", "rewire": "rewire", "rigl": "rewire", "fsc-ema": "fsc-ema", "fsc-gmp": "gmp",
            "fsc-regrow": "fsc-regrow"}
 # CAT at M (float when M is None) under these pruners and the dense reference
-CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "fsc-ema", "fsc-gmp", "fsc-regrow", "dense")
+CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "rigl", "fsc-ema", "fsc-gmp", "fsc-regrow", "dense")
 # default allocation of each pruner: one ranking over all layers, or every layer to the level
 ALLOCATION = {"fsc": "global", "fsc-ema": "global", "fsc-gmp": "global", "fsc-regrow": "global", "gmp": "global",
               "snip": "global", "magnitude": "layer", "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
@@ -88,7 +89,8 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
         stages.append(GradualMagnitude("prune", span, cfg.prune_lr, sparsity=sparsity, per_layer=per_layer,
                                        scorer="fsc" if method == "fsc-gmp" else "magnitude"))
     elif scorer == "rewire" and sparsity > 0:
-        stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity))
+        stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity,
+                             grow="gradient" if method == "rigl" else "random"))
     else:
         kind = ScoredPrune if scorer in ("snip", "fsc-ema", "fsc-regrow") else SparsityPrune
         stages += [kind(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,

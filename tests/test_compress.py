@@ -90,9 +90,10 @@ def test_rewiring_keeps_the_synapse_count_constant():
         P.rewire(model, 1.5, gen)
 
 
-def test_rewire_method_trains_at_the_budget():
-    r = run_method("rewire", "digits", 4, 0.75, 0, CFG)
-    assert r["measured_sparsity"] == pytest.approx(0.75, abs=0.01)
+@pytest.mark.parametrize("method", ["rewire", "rigl"])
+def test_rewiring_methods_train_at_the_budget(method):
+    r = run_method(method, "digits", 4, 0.75, 0, CFG)
+    assert r["measured_sparsity"] == pytest.approx(0.75, abs=0.01) and r["allocation"] == "layer"
 
 
 def test_snip_scores_are_mask_gradients():
@@ -246,3 +247,18 @@ def test_qat_scopes():
     assert 1 <= r["max_distinct"] <= 2
     with pytest.raises(TrainingError, match="method 'lsq' does not run at scope 'neuron'; use scope 'layer'$"):
         run_method("lsq", "digits", 4, 0.0, 0, CFG, scope="neuron")
+
+
+@pytest.mark.parametrize("method", ["rewire", "rigl"])
+def test_rewiring_moves_synapses_at_a_constant_count(method):
+    cfg = replace(CFG, prune_rounds=3, prune_epochs=1)
+    seen = []
+
+    def record(e):
+        if e["stage"] == "prune":
+            seen.append([(s.nonzero(), s.mask.clone()) for s in e["model"].synapses()])
+
+    engine_for(method, 4, 0.75, cfg, [record]).run()
+    assert len(seen) == 3
+    assert [n for n, _ in seen[0]] == [n for n, _ in seen[-1]]            # the count per connection holds
+    assert any(not torch.equal(a, b) for (_, a), (_, b) in zip(seen[0], seen[1]))   # and synapses moved

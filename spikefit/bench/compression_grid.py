@@ -41,13 +41,13 @@ from ..errors import SpikefitError
 QUANTIZERS = ("cat", "cat-hard", "cat-soft", "cat-lloyd", "kmeans", "uniform", "lsq", "dkm",  # x M at sparsity 0
               "kmeans-qat")
 PRUNERS = ("fsc", "fsc-ema", "fsc-gmp", "fsc-regrow", "magnitude", "gmp", "gmp-layer", "snip", "rewire",  # x sparsity
-           "random")
+           "rigl", "random")
 ONCE = ("float", "ternary")                                          # once per seed
 REFERENCES = ("dense",)                                              # x sparsity: the equal-synapse dense network
 DEFAULT_METHODS = ("float", "cat", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc", "fsc-regrow",
                    "gmp", "gmp-layer", "snip", "rewire", "random", "dense")   # the full grid (docs/benchmarks.md)
 QUANT_BASELINES = ("kmeans", "uniform", "lsq", "dkm", "kmeans-qat")          # what CAT must beat
-PRUNE_BASELINES = ("magnitude", "gmp", "gmp-layer", "snip", "rewire", "random")  # what FSC must beat
+PRUNE_BASELINES = ("magnitude", "gmp", "gmp-layer", "snip", "rewire", "rigl", "random")  # what FSC must beat
 TARGET_M = 4              # the method's claims are stated at M = 4 (a 2-bit codebook)
 STEP_RATIO_TARGET = 1.3   # CAT step time / float step time
 # The sources that decide the figures: their hashes go into the report, tying results to code.

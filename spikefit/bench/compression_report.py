@@ -169,7 +169,7 @@ def plots(report: dict, out: Path) -> list[Path]:
 
 
 FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("snip", "fsc-ema", "fsc-gmp"),
-            "rewiring": ("rewire", "fsc-regrow", "random")}   # every plot also shows FSC and the dense reference
+            "rewiring": ("rewire", "rigl", "fsc-regrow", "random")}   # every plot also shows FSC and the dense reference
 
 
 def synapse_plots(report: dict, out: Path) -> list[Path]:

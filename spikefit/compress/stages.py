@@ -8,7 +8,8 @@
   by SNIP, by FSC with Fisher scores accumulated over the previous round's epochs (EMA), or by FSC
   with RigL-style regrowth in every recovery epoch;
 * :class:`Rewire`: one cut to the sparsity by latent magnitude, then Deep-Rewiring-style drop and
-  random regrowth every ``interval`` steps at a constant synapse count per connection.
+  random regrowth (or RigL's gradient regrowth) every ``interval`` steps at a constant synapse count
+  per connection.
 """
 from __future__ import annotations
 
@@ -218,13 +219,14 @@ class ScoredPrune(SparsityPrune):
 @dataclass
 class Rewire(Stage):
     """Cut to ``sparsity`` by latent magnitude on entry (every connection to the level), then every
-    ``interval`` steps over the first ``rewire_span`` of the stage rewire a fraction of synapses
-    (cosine-decayed from ``rate``) at a constant count per connection."""
+    ``interval`` steps (fewer on a short stage) over the first ``rewire_span`` of the stage rewire a
+    fraction of synapses (cosine-decayed from ``rate``) at a constant count per connection."""
 
     sparsity: float = 0.0
     interval: int = 20
     rate: float = 0.2
     rewire_span: float = 0.75
+    grow: str = "random"         # "random" (Deep R, SET) or "gradient" (RigL: largest |dL/dw~| on 256 samples)
 
     def enter(self, engine) -> int:
         if self.sparsity > 0:
@@ -237,12 +239,20 @@ class Rewire(Stage):
             return None
         per = _steps(engine, n)
         end = max(1, int(round(self.rewire_span * epochs * per)))
+        every = max(1, min(self.interval, end // 8))   # at least ~8 rewiring steps on short stages
         count = [epoch * per]
 
         def step() -> None:
             count[0] += 1
             c = count[0]
-            if c < end and c % self.interval == 0:
+            if c < end and c % every == 0:
                 rate = self.rate * 0.5 * (1 + math.cos(math.pi * c / end))
-                host(engine, lambda: P.rewire(engine.model, rate, self.gen))
+                if self.grow == "gradient":
+                    def act():
+                        x, y = engine.data.x_fisher[:, :256], engine.data.y_fisher[:256]
+                        grads = P.dense_gradient(engine.model, x, y, engine.logit_scale)
+                        P.regrow(engine.model, P.latent_magnitude_scores(engine.model), grads, rate)
+                    host(engine, act)
+                else:
+                    host(engine, lambda: P.rewire(engine.model, rate, self.gen))
         return step
