@@ -24,7 +24,7 @@ measures test accuracy. Methods:
 ``gmp``        CAT + gradual magnitude pruning of the latent weights (Zhu & Gupta cubic schedule), global
 ``gmp-layer``  the same, every layer to the level
 ``snip``       CAT + SNIP saliency |w dL/dw| pruning in the FSC rounds, global
-``rewire``     CAT + Deep-Rewiring-style drop / random regrowth at a constant synapse count per layer
+``rewire``     CAT + one global cut, then Deep-Rewiring-style drop / random regrowth at constant counts per layer
 ``rigl``       the same with RigL's regrowth: the dormant synapses of largest |dL/dw~| come back
 ``fsc-ema``    CAT + FSC with Fisher scores averaged (EMA) over the pruning rounds' epochs
 ``fsc-gmp``    CAT + FSC on the cubic schedule of ``gmp``, re-scored at the end of every epoch
@@ -65,7 +65,8 @@ PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "g
 CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "rigl", "fsc-ema", "fsc-gmp", "fsc-regrow", "dense")
 # default allocation of each pruner: one ranking over all layers, or every layer to the level
 ALLOCATION = {"fsc": "global", "fsc-ema": "global", "fsc-gmp": "global", "fsc-regrow": "global", "gmp": "global",
-              "snip": "global", "magnitude": "layer", "random": "layer", "gmp-layer": "layer", "rewire": "layer"}
+              "snip": "global", "rewire": "global", "rigl": "global", "magnitude": "layer", "random": "layer",
+              "gmp-layer": "layer"}
 
 
 def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scope: str = "layer",
@@ -90,7 +91,7 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
                                        scorer="fsc" if method == "fsc-gmp" else "magnitude"))
     elif scorer == "rewire" and sparsity > 0:
         stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity,
-                             grow="gradient" if method == "rigl" else "random"))
+                             grow="gradient" if method == "rigl" else "random", per_layer=per_layer))
     else:
         kind = ScoredPrune if scorer in ("snip", "fsc-ema", "fsc-regrow") else SparsityPrune
         stages += [kind(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,

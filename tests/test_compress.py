@@ -93,7 +93,7 @@ def test_rewiring_keeps_the_synapse_count_constant():
 @pytest.mark.parametrize("method", ["rewire", "rigl"])
 def test_rewiring_methods_train_at_the_budget(method):
     r = run_method(method, "digits", 4, 0.75, 0, CFG)
-    assert r["measured_sparsity"] == pytest.approx(0.75, abs=0.01) and r["allocation"] == "layer"
+    assert r["measured_sparsity"] == pytest.approx(0.75, abs=0.01) and r["allocation"] == "global"
 
 
 def test_snip_scores_are_mask_gradients():

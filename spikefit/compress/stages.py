@@ -218,7 +218,8 @@ class ScoredPrune(SparsityPrune):
 
 @dataclass
 class Rewire(Stage):
-    """Cut to ``sparsity`` by latent magnitude on entry (every connection to the level), then every
+    """Cut to ``sparsity`` by latent magnitude on entry (every connection to the level, or one global
+    ranking), then every
     ``interval`` steps (fewer on a short stage) over the first ``rewire_span`` of the stage rewire a
     fraction of synapses (cosine-decayed from ``rate``) at a constant count per connection."""
 
@@ -227,10 +228,12 @@ class Rewire(Stage):
     rate: float = 0.2
     rewire_span: float = 0.75
     grow: str = "random"         # "random" (Deep R, SET) or "gradient" (RigL: largest |dL/dw~| on 256 samples)
+    per_layer: bool = True       # the entry cut: every connection to the level, or one global ranking
 
     def enter(self, engine) -> int:
         if self.sparsity > 0:
-            fsc.prune_to_sparsity(engine.model, P.latent_magnitude_scores(engine.model), self.sparsity, per_layer=True)
+            fsc.prune_to_sparsity(engine.model, P.latent_magnitude_scores(engine.model), self.sparsity,
+                                  per_layer=self.per_layer)
         self.gen = torch.Generator().manual_seed(epoch_seed(engine.config.seed, 20_000))
         return self.epochs
 
