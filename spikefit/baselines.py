@@ -10,7 +10,7 @@ measures test accuracy. Methods:
 ``float``      no quantization
 ``cat``        CAT with the default assignment (hard), M values per scope group
 ``cat-hard``   CAT, nearest-centroid + straight-through
-``cat-soft``   CAT, DKM-like soft assignment with annealed temperature, hard at the end
+``cat-soft``   CAT, soft assignment (attention, annealed temperature, learned centroids), hard at the end
 ``kmeans``     post-training k-means to M values per scope group (float training, no fine-tune)
 ``uniform``    QAT on a uniform ``log2(M)``-bit signed grid ``s * [-2^(k-1), 2^(k-1)-1]``, learned s
 ``ternary``    ternary weights (TWN: threshold 0.7 mean|w|, closed-form scale), straight-through

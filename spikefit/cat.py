@@ -8,7 +8,8 @@ are in ``docs/method.md``:
 
 * ``hard``: nearest-centroid assignment, straight-through gradients (a weight's gradient goes to its
   latent weight unchanged and is summed into its centroid);
-* ``soft``: DKM-like attention ``softmax(-(w - c)^2 / (tau * sigma^2))`` with tau annealed, then hard.
+* ``soft``: attention ``softmax(-(w - c)^2 / (tau * sigma^2))`` with tau annealed, then hard (the
+  centroids are learned by gradient; DKM's EM re-estimation is :mod:`spikefit.compress.quantizers_qat`).
 
 Without a unique-weight limit, CAT is plain quantization-aware training on the uniform integer
 grid with a learned layer scale (:class:`UniformQuantizer`). The quantizer modules themselves live in

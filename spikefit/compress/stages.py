@@ -143,9 +143,10 @@ class GradualMagnitude(Stage):
 
 @dataclass
 class ScoredPrune(SparsityPrune):
-    """A pruning round scored by ``snip`` or ``fsc-ema`` (FSC's F_ij and F_i, exponential moving
-    average over the evaluations at the end of every epoch since the first round, with ``decay``
-    per evaluation; each end-of-epoch evaluation uses a quarter of the Fisher samples in turn)."""
+    """A pruning round scored by ``snip``, ``fsc-ema`` (FSC's F_ij and F_i, exponential moving average
+    with ``decay`` per evaluation over one evaluation at every round's entry, on all Fisher samples,
+    and one at the end of each recovery epoch k of the rounds before the last, on quarter k mod 4 of
+    them) or ``fsc-regrow`` (FSC, then RigL-style regrowth in every recovery epoch)."""
 
     decay: float = 0.5
     regrow: float = 0.1          # fsc-regrow: fraction of synapses moved in the first round's epochs
