@@ -90,8 +90,8 @@ def test_the_triton_kernels_match_the_cpu_loop_on_a_gpu():
         up = torch.randn(40, 7, *shape, generator=g)
         out = []
         for dev in ("cpu", "cuda"):
-            x = a.to(dev).requires_grad_()
-            bb = None if b is None else b.to(dev).requires_grad_()
+            x = a.detach().to(dev).clone().requires_grad_()
+            bb = None if b is None else b.detach().to(dev).clone().requires_grad_()
             s = lif_scan(x, bb, du, dv, vth, 5.0)
             (s * up.to(dev)).sum().backward()
             out.append((s.cpu(), x.grad.cpu(), None if bb is None else bb.grad.cpu()))

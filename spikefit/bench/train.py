@@ -274,11 +274,15 @@ def train(device_text, workloads, cpu_workloads, impls, warmup, reps, processes,
             if dev.type == "cpu" and w.name not in cpu_names:
                 continue
             rows += measure([w], [dev], chosen, warmup, reps, log=log)
-    ddp = []
+    ddp, ddp_error = [], None
     if procs:
         from .ddp_fit import run_counts
 
-        ddp = run_counts(procs, devs[-1], ddp_size, ddp_epochs, ddp_limit, log=log)
+        try:
+            ddp = run_counts(procs, devs[-1], ddp_size, ddp_epochs, ddp_limit, log=log)
+        except SpikefitError as e:   # the step figures above still stand; the report says what failed
+            ddp_error = str(e)
+            log(f"  data-parallel fits failed: {ddp_error}")
     claims = targets(rows)
     if ddp and len(ddp) > 1:
         base = ddp[0]
@@ -289,7 +293,7 @@ def train(device_text, workloads, cpu_workloads, impls, warmup, reps, processes,
             gap = abs(r["accuracy"] - base["accuracy"]) * 100
             claims.append({"target": f"conv fit, {r['processes']} vs {base['processes']} processes: accuracy gap pp "
                                      "(<= 1)", "value": round(gap, 2), "bound": 1.0, "met": gap <= 1.0})
-    report = {"rows": rows, "ddp": ddp, "targets": claims, "environment": environment(),
+    report = {"rows": rows, "ddp": ddp, "ddp_error": ddp_error, "targets": claims, "environment": environment(),
               "command": "spikefit bench train " + " ".join(_command(device_text, workloads, impls, warmup, reps,
                                                                        processes, ddp_size, ddp_epochs, ddp_limit))}
     if out is not None:
@@ -325,6 +329,8 @@ def markdown(report: dict) -> str:
         for r in report["ddp"]:
             lines.append(f"| {r['size']}x{r['size']} event digits | {r['device']} | {r['processes']} | {r['epochs']} | "
                          f"{r['samples_per_s']:,.1f} | {r['accuracy'] * 100:.2f} % |")
+    if report.get("ddp_error"):
+        lines += ["", f"Data-parallel fits failed: {report['ddp_error']}"]
     if report["targets"]:
         lines += ["", "| target | measured | bound | met |", "|---|---:|---:|---|"]
         for c in report["targets"]:
