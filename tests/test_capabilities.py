@@ -176,3 +176,16 @@ def test_bench_backends_compares_every_registered_backend_that_runs_the_neuron(p
     report = json.loads(r.stdout)
     assert report["compared"] == ["second"] and report["second"]["identical_outputs"] == 1.0
     assert report["neuron_model"] == "lif" and report["second"]["ratio"] > 0
+
+
+def test_speck_sim_takes_event_counts_as_declared():
+    """speck-sim declares counts without a limit: sinabs and the emulator's speck-if agree on several
+    events per pixel and step, through the runner with --target speck2f."""
+    from spikefit_speck.corpus import Chain
+
+    net = Chain("conv", (1, 8, 8)).conv(4, 3, padding=1, vth=120).pool(2).dense(10, vth=100).build()
+    x = _counts(8, (8, 3, 1, 8, 8), 5, p=0.4)                            # (t, b, c, h, w)
+    res = compare(net, ["emulator", "speck-sim"], inputs=x, target="speck2f")
+    assert res.agreement == {"speck-sim": 1.0} and int(x.max()) == 5
+    for pop in res.results["emulator"].outputs:
+        assert np.array_equal(res.results["emulator"].outputs[pop], res.results["speck-sim"].outputs[pop]), pop
