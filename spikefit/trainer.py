@@ -268,10 +268,12 @@ class Trainer(Engine):
             binary = bool(np.isin(x_test, (0.0, 1.0)).all())
             deployed_on = "emulator" if binary else "emulator-float"  # the fixed-point chip path takes spikes
             backend = get_backend(deployed_on)
-            if binary and self.target.neuron.chip_model is not None:  # the emulator runs the chip's own neuron
+            if self.target.neuron.chip_model is not None:  # the emulator runs the chip's own neuron
                 from .emulator import EmulatorBackend
 
-                backend = EmulatorBackend.for_target(self.target)
+                chip = EmulatorBackend.for_target(self.target)
+                if binary or chip.inputs == "currents":   # truenorth-lif (float64) integrates currents too
+                    backend, deployed_on = chip, "emulator"
             spikes = backend.run(network, x_test)
             counts = np.asarray(spikes[self.model.output_population().name]).sum(0)
             deployed_pred = predict(counts)
