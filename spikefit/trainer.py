@@ -316,7 +316,7 @@ class Trainer(Engine):
 
 def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path | None = None,
         force: bool = False, resume: bool = False, callbacks: list[Callable[[dict], None]] | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, device: str | None = None) -> FitResult:
     """Train ``model`` (an SNN, a Network, or None for the dataset's default) on ``data`` (a dataset
     name or Dataset) until it fits ``target`` (a TargetSpec or a registered name).
 
@@ -324,9 +324,15 @@ def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path
     :param force: overwrite an existing ``out``; without it an existing directory is an error.
     :param resume: continue from ``out/checkpoint.pt``.
     :raises TrainingError: the target cannot be met, or the fitted network fails verify (row named).
+    :param device: where to train (``auto``, ``cpu``, ``cuda``, ``cuda:N``); overrides ``config.device``.
     :raises FitInterrupted: Ctrl-C; the checkpoint in ``out`` is intact.
     :return: the result; None in the other processes of a data-parallel fit (rank 0 returns it).
     """
+    if device is not None:
+        from .devices import resolve
+
+        resolve(device)   # not visible: DeviceError before anything is read or written
+        config = replace(config or FitConfig(), device=str(device))
     main = distributed.env_rank() == 0   # torchrun: rank 0 alone checks and prepares the output folder
     if out is not None and main:
         out = Path(out)

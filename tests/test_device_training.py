@@ -114,6 +114,15 @@ def test_the_triton_kernels_match_the_cpu_loop_on_a_gpu():
 
 # -- devices ---------------------------------------------------------------------------------------
 
+def test_the_python_api_takes_device_and_refuses_one_that_is_not_visible(tmp_path):
+    from spikefit import fit
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(DeviceError, match=rf"--device 'cuda:{n}' is not visible here"):
+        fit(None, "digits", "loihi2", device=f"cuda:{n}", out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
 def test_devices_resolve_names_and_refuse_what_is_not_visible():
     assert devices.resolve("cpu") == torch.device("cpu")
     assert devices.resolve("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
