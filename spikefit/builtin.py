@@ -50,7 +50,7 @@ def register_exporters(register):
 def register_backends(register):
     from .emulator import EmulatorBackend
 
-    register(EmulatorBackend())               # Lava bit-accurate fixed point
+    register(EmulatorBackend())               # bit-accurate fixed point (docs/deploy.md)
     register(EmulatorBackend(mode="float"))   # the reference discrete semantics in float64
 
 

@@ -41,6 +41,12 @@ XYLO_MAX_INPUT_EVENTS = 15        # MAX_NUM_INP_SPIKES
 XYLO_MAX_HIDDEN_SPIKES = 31       # MAX_NUM_SPIKES
 XYLO_MAX_OUTPUT_SPIKES = 1        # MAX_NUM_OUT_SPIKES
 SPECK_WEIGHT_BITS, SPECK_STATE_BITS = 8, 16   # sinabs discretize.py DYNAPCNN_*_PRECISION_BITS
+# What the emulator of each chip neuron takes per input channel and step (spikefit.capabilities): Xylo up
+# to 15 input events, Speck any number of events (its forward pass is linear in them), Akida's 1-bit input
+# layer one spike. TrueNorth's axons carry spikes, but its emulator is float64 with no vendor simulator to
+# match and integrates any input, as emulator-float does: a model fitted on currents runs there too.
+CHIP_INPUTS = {"xylo-lif": ("counts", XYLO_MAX_INPUT_EVENTS), "speck-if": ("counts", None),
+               "akida-act": ("spikes", None), "truenorth-lif": ("currents", None)}
 
 
 def _counts(x, n_in: int) -> np.ndarray:
@@ -112,7 +118,11 @@ def xylo_plan(net: Network) -> dict:
 def run_xylo(net: Network, inputs) -> dict[str, np.ndarray]:
     plan = xylo_plan(net)
     x = _counts(inputs, net.inputs[0].size)
-    x = torch.from_numpy(np.minimum(x, XYLO_MAX_INPUT_EVENTS))
+    if x.size and x.max() > XYLO_MAX_INPUT_EVENTS:
+        raise BackendError(f"input event count {int(x.max())} exceeds Xylo's limit of {XYLO_MAX_INPUT_EVENTS} events "
+                           f"per channel and step; split the events over more steps or clip them to "
+                           f"{XYLO_MAX_INPUT_EVENTS}")
+    x = torch.from_numpy(x)
     T, B, _ = x.shape
     pops = plan["pops"]
     isyn = {p["name"]: torch.zeros(B, p["size"], dtype=torch.int64) for p in pops}

@@ -349,6 +349,13 @@ class EmulatorBackend:
             raise BackendError(f"the chip neuron {neuron!r} runs in the fixed-point emulator, not 'emulator-float'")
         self.mode, self.neuron, self.reset = mode, neuron, reset
         self.name = "emulator" if mode == "fixed" else "emulator-float"
+        # the declaration the runner checks (spikefit.capabilities): float64 takes currents; the fixed
+        # point takes 0/1 spikes, a chip neuron what that chip takes (chipneurons.CHIP_INPUTS)
+        from .chipneurons import CHIP_INPUTS
+        from .spec import GENERIC_MODELS
+
+        self.inputs, self.max_events = ("currents", None) if mode == "float" else CHIP_INPUTS.get(neuron, ("spikes", None))
+        self.neurons = (neuron,) if neuron is not None else GENERIC_MODELS
 
     @classmethod
     def for_target(cls, spec, mode: str = "fixed") -> "EmulatorBackend":

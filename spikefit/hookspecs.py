@@ -29,6 +29,7 @@ def register_exporters(register: Callable) -> None:
 
     :param register: call ``register(exporter)``; an exporter has a ``name`` (e.g. ``"nir"``) and
         ``export(network, path, target)`` that writes ``network`` for ``target`` (a TargetSpec or None).
+        It may declare ``neurons``, the neuron models it expresses (see :mod:`spikefit.capabilities`).
     """
 
 
@@ -38,7 +39,11 @@ def register_backends(register: Callable) -> None:
 
     :param register: call ``register(backend)``; a backend has a ``name`` (e.g. ``"emulator"``) and
         ``run(network, inputs) -> dict[str, ndarray]`` mapping population names to spikes (t, b, n)
-        for time-major inputs (t, b, n).
+        for time-major inputs (t, b, n). It declares what it runs (:mod:`spikefit.capabilities`):
+        ``inputs`` ("spikes": 0/1; "counts": whole events per channel and step up to ``max_events``;
+        "currents": any real value; default "currents") and ``neurons`` (the neuron models it runs,
+        e.g. ``("cuba-lif", "lif", "if")`` or a chip's own ``("xylo-lif",)``); the runner checks inputs
+        and networks against the declaration before calling ``run``.
     """
 
 

@@ -37,7 +37,7 @@ KINDS = {  # registry kind -> (hook that fills it, what the registered object mu
     "dataset": ("register_datasets", "load"),
 }
 KEY_ATTR = {"vendor_check": "target"}  # registry key of kinds not keyed by their name
-_LAVA_HINT = ". The 'lava' {kind} comes with the spikefit-lava plugin: pip install -e plugins/spikefit-lava"
+DECLARING = ("exporter", "backend")  # kinds whose objects may declare inputs and neurons (spikefit.capabilities)
 
 pm = pluggy.PluginManager("spikefit")
 pm.add_hookspecs(hookspecs)
@@ -204,6 +204,12 @@ def _check(kind: str, method: str | None, obj: Any) -> str:
     name = getattr(obj, key, None)
     if not isinstance(name, str) or not name or not callable(getattr(obj, method, None)):
         raise PluginError(f"registered {obj!r} as {kind}, which needs a string {key!r} and a '{method}' method")
+    if kind in DECLARING:
+        from .capabilities import declared
+
+        bad = declared(obj)
+        if bad:
+            raise PluginError(f"registered {kind} {name!r}, which {bad}")
     return name
 
 
@@ -280,10 +286,11 @@ def _lookup(kind: str, name: str) -> Any:
     known = sorted(reg)
     near = closest(name, known)
     hint = f"; did you mean {near!r}?" if near else "."
-    extra = _LAVA_HINT.format(kind=kind) if name == "lava" and kind != "target" else ""
-    where = "add one with a plugin or a TOML file in SPIKEFIT_TARGETS_PATH" if kind == "target" else "install a plugin that provides it"
+    where = ("add one with a plugin or a TOML file in SPIKEFIT_TARGETS_PATH" if kind == "target" else
+             "install a plugin that provides it (`spikefit plugins` lists the loaded ones; docs/plugins.md the "
+             "plugins in this repository)")
     err = UnknownTargetError if kind == "target" else PluginError
-    raise err(f"unknown {kind} {name!r}{hint} Known {kind}s: {', '.join(known) or '(none)'}; {where}{extra}")
+    raise err(f"unknown {kind} {name!r}{hint} Known {kind}s: {', '.join(known) or '(none)'}; {where}")
 
 
 def get_target(name: str | Path | TargetSpec) -> TargetSpec:

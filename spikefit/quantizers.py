@@ -97,6 +97,31 @@ class Codebook(nn.Module):
         return self.integers() * self.scale
 
 
+class _PickLevels(torch.autograd.Function):
+    """``levels[idx]`` whose backward sums the gradient of each level with one masked reduction per
+    level: no atomic add per weight into a handful of addresses (which a GPU serialises) and no wait
+    for the host (``bincount`` reads its output size back); the levels are few (M + 1)."""
+
+    @staticmethod
+    def forward(ctx, levels, idx):
+        ctx.save_for_backward(idx)
+        ctx.n = levels.shape[0]
+        return levels[idx]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (idx,) = ctx.saved_tensors
+        g = torch.stack([torch.where(idx == k, grad, 0).sum() for k in range(ctx.n)])
+        return g, None
+
+
+def pick_levels(levels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``levels[idx]`` with the centroid gradient summed per level (a histogram on GPUs)."""
+    if levels.is_cuda:
+        return _PickLevels.apply(levels, idx)
+    return levels[idx]
+
+
 class CodebookQuantizer(nn.Module):
     """Maps latent weights (rows, ...) to their group's codebook values.
 
@@ -152,7 +177,7 @@ class CodebookQuantizer(nn.Module):
         if self.mode == "hard":
             if self._single():                                 # layer / chip scope: one row of levels
                 lv = self._group_levels()[0]                   # (L,)
-                q = lv[self._nearest(rows.detach(), lv.detach()[None], True)]
+                q = pick_levels(lv, self._nearest(rows.detach(), lv.detach()[None], True))
             else:
                 c = self._levels()                             # (rows, L)
                 q = torch.gather(c, 1, self._nearest(rows.detach(), c.detach(), False))

@@ -8,9 +8,14 @@ several backends and reports how often their output spikes are identical.
 Defaults come from the network's metadata when a trainer stored them (``metadata["steps"]``,
 ``metadata["encoding"]``, ``metadata["seed"]``), else 32 steps of rate-coded spikes with seed 0.
 
-Chips take 0/1 spikes: the fixed-point ``emulator`` and Lava's ``fixed_pt`` refuse graded inputs
-(currents). Without a backend named, :func:`run` runs currents on ``emulator-float`` (float64, the
-reference semantics) and spikes on ``emulator``.
+Every backend declares the inputs it takes and the neuron models it runs (:mod:`spikefit.capabilities`):
+0/1 spikes, input event counts up to a maximum (Xylo: 15 per channel and step) or currents. The runner
+checks the inputs and the network against that declaration before a backend runs, and names the value,
+the limit and the fix. ``emulator`` runs the chip neuron of the target given, else of the target the
+network's metadata names (``[neuron] models``), else spikefit's LIF. Without a backend named, :func:`run`
+runs currents on ``emulator-float`` (float64, the reference semantics) and spikes or counts on
+``emulator``; :func:`compare` without backends compares the emulator with the first registered backend
+that runs the network's neuron.
 """
 from __future__ import annotations
 
@@ -20,14 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bounds import SEED_MAX, STEPS_MAX, check_memory
+from .capabilities import REFERENCE, check_inputs, check_neuron, input_kind, network_neuron, pair
 from .datasets import predict, time_major
 from .errors import BackendError, DatasetError, SpikefitError
 from .fixedpoint import connection_matrix, output_population
 from .network import Network
 
 DEFAULT_STEPS = 32
-SPIKE_BACKENDS = ("emulator", "lava")   # backends whose inputs must be 0/1 spikes
-CURRENT_BACKEND = "emulator-float"      # the backend that takes currents
+CURRENT_BACKEND = "emulator-float"      # the core's backend that takes currents
 
 
 @dataclass
@@ -148,18 +153,13 @@ def prepare_inputs(network: Network, inputs=None, labels=None, dataset=None,
     return np.ascontiguousarray(x.reshape(x.shape[0], x.shape[1], -1)), y
 
 
-def graded(x: np.ndarray) -> bool:
-    """True when inputs hold values other than 0 and 1 (currents, not spikes)."""
-    return bool(x.size) and not bool(np.isin(x, (0.0, 1.0)).all())
-
-
-def check_spike_backends(names, x: np.ndarray) -> None:
-    """Currents on a backend that takes only spikes: one line naming the backend that takes them."""
-    bad = [n for n in names if n in SPIKE_BACKENDS]
-    if bad and graded(x):
-        raise BackendError(f"the inputs are currents (values in [{float(x.min()):g}, {float(x.max()):g}]) and backend "
-                           f"{bad[0]!r} takes 0/1 spikes; run currents on {CURRENT_BACKEND!r}, or fit with "
-                           "--encoding rate so that the model takes spikes")
+def check_backends(backends, network: Network, x: np.ndarray | None, spec=None) -> None:
+    """Each backend's declaration against the network's neuron and the inputs (``x``; None: the neurons
+    only): one line on the first mismatch (:mod:`spikefit.capabilities`)."""
+    for be in backends:
+        check_neuron(be, network, spec)
+    for be in backends if x is not None else ():
+        check_inputs(be, x)
 
 
 def _input_array(inputs, in_shape, steps: int | None) -> np.ndarray:
@@ -227,6 +227,22 @@ def synaptic_operations(network: Network, x: np.ndarray, outputs: dict[str, np.n
     return ops
 
 
+def resolve_backend(backend, network: Network, spec=None):
+    """A backend object: a registered name, or ``emulator`` running the network's chip neuron (the
+    target ``spec``'s, else the one its metadata names; spikefit's LIF without one)."""
+    if not isinstance(backend, str):
+        return backend
+    if backend == REFERENCE:
+        model, target, _ = network_neuron(network, spec)
+        if model is not None:
+            from .emulator import EmulatorBackend
+
+            return EmulatorBackend.for_target(target)
+    from .plugins import get_backend
+
+    return get_backend(backend)
+
+
 def _backend(backend):
     if isinstance(backend, str):
         from .plugins import get_backend
@@ -260,30 +276,40 @@ def execute(network: Network, backend, x: np.ndarray, y: np.ndarray | None = Non
 
 
 def run(network, backend=None, inputs=None, labels=None, dataset=None,
-        samples: int | None = None, steps: int | None = None, seed: int | None = None) -> RunResult:
+        samples: int | None = None, steps: int | None = None, seed: int | None = None, target=None) -> RunResult:
     """Run ``network`` (a Network or a NIR path) on ``backend`` (a name or a backend object; None:
-    ``emulator`` for spikes, ``emulator-float`` for currents)."""
+    ``emulator`` for spikes and counts, ``emulator-float`` for currents). ``target`` (a TargetSpec or a
+    name) picks the chip neuron the emulator runs; without it, the one the network's metadata names."""
     network = load_network(network)
+    spec = _spec(target)
     x, y = prepare_inputs(network, inputs, labels, dataset, samples, steps, seed)
-    if backend is None:
-        backend = CURRENT_BACKEND if graded(x) else "emulator"
-    elif isinstance(backend, str):
-        check_spike_backends([backend], x)
-    return execute(network, backend, x, y)
+    be = resolve_backend(REFERENCE if backend is None else backend, network, spec)
+    check_backends([be], network, None, spec)
+    if backend is None and getattr(be, "neuron", None) is None:  # the fixed point takes spikes only
+        be = be if input_kind(x) == "spikes" else resolve_backend(CURRENT_BACKEND, network, spec)
+    check_backends([be], network, x, spec)
+    return execute(network, be, x, y)
 
 
-def compare(network, backends=("emulator", "lava"), inputs=None, labels=None, dataset=None,
-            samples: int | None = None, steps: int | None = None, seed: int | None = None) -> CompareResult:
-    """Run the same samples on every backend; agreement is measured against the first one."""
+def compare(network, backends=None, inputs=None, labels=None, dataset=None,
+            samples: int | None = None, steps: int | None = None, seed: int | None = None,
+            target=None) -> CompareResult:
+    """Run the same samples on every backend; agreement is measured against the first one. Without
+    ``backends``: the emulator and the first registered backend that runs the network's neuron."""
     network = load_network(network)
+    spec = _spec(target)
+    if backends is None:
+        backends = pair(network, spec)
     if len(backends) < 2:
-        raise BackendError(f"compare needs at least two backends, got {list(backends)}; e.g. emulator,lava")
-    bes = [_backend(b) for b in backends]  # fail on an unknown name before running anything
+        raise BackendError(f"compare needs at least two backends, got {list(backends)}; e.g. "
+                           f"{','.join(_example(network, spec))}")
+    bes = [resolve_backend(b, network, spec) for b in backends]  # fail on an unknown name before running anything
     names = [be.name for be in bes]
     if len(set(names)) != len(names):
         raise BackendError(f"backends {names} name one backend twice; list each once")
+    check_backends(bes, network, None, spec)
     x, y = prepare_inputs(network, inputs, labels, dataset, samples, steps, seed)
-    check_spike_backends(names, x)
+    check_backends(bes, network, x, spec)
     results = {}
     for be in bes:
         results[be.name] = execute(network, be, x, y)
@@ -295,4 +321,20 @@ def compare(network, backends=("emulator", "lava"), inputs=None, labels=None, da
     return CompareResult(results, agreement)
 
 
-__all__ = ["RunResult", "CompareResult", "run", "compare", "prepare_inputs", "synaptic_operations", "load_network", "execute"]
+def _spec(target):
+    if target is None or not isinstance(target, str):
+        return target
+    from .plugins import get_target
+
+    return get_target(target)
+
+
+def _example(network: Network, spec) -> list[str]:
+    try:
+        return pair(network, spec)
+    except SpikefitError:
+        return [REFERENCE, CURRENT_BACKEND]
+
+
+__all__ = ["RunResult", "CompareResult", "run", "compare", "prepare_inputs", "synaptic_operations", "load_network",
+           "execute", "resolve_backend", "check_backends"]

@@ -268,10 +268,12 @@ class Trainer(Engine):
             binary = bool(np.isin(x_test, (0.0, 1.0)).all())
             deployed_on = "emulator" if binary else "emulator-float"  # the fixed-point chip path takes spikes
             backend = get_backend(deployed_on)
-            if binary and self.target.neuron.chip_model is not None:  # the emulator runs the chip's own neuron
+            if self.target.neuron.chip_model is not None:  # the emulator runs the chip's own neuron
                 from .emulator import EmulatorBackend
 
-                backend = EmulatorBackend.for_target(self.target)
+                chip = EmulatorBackend.for_target(self.target)
+                if binary or chip.inputs == "currents":   # truenorth-lif (float64) integrates currents too
+                    backend, deployed_on = chip, "emulator"
             spikes = backend.run(network, x_test)
             counts = np.asarray(spikes[self.model.output_population().name]).sum(0)
             deployed_pred = predict(counts)
@@ -314,7 +316,7 @@ class Trainer(Engine):
 
 def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path | None = None,
         force: bool = False, resume: bool = False, callbacks: list[Callable[[dict], None]] | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, device: str | None = None) -> FitResult:
     """Train ``model`` (an SNN, a Network, or None for the dataset's default) on ``data`` (a dataset
     name or Dataset) until it fits ``target`` (a TargetSpec or a registered name).
 
@@ -322,9 +324,15 @@ def fit(model, data, target, config: FitConfig | None = None, *, out: str | Path
     :param force: overwrite an existing ``out``; without it an existing directory is an error.
     :param resume: continue from ``out/checkpoint.pt``.
     :raises TrainingError: the target cannot be met, or the fitted network fails verify (row named).
+    :param device: where to train (``auto``, ``cpu``, ``cuda``, ``cuda:N``); overrides ``config.device``.
     :raises FitInterrupted: Ctrl-C; the checkpoint in ``out`` is intact.
     :return: the result; None in the other processes of a data-parallel fit (rank 0 returns it).
     """
+    if device is not None:
+        from .devices import resolve
+
+        resolve(device)   # not visible: DeviceError before anything is read or written
+        config = replace(config or FitConfig(), device=str(device))
     main = distributed.env_rank() == 0   # torchrun: rank 0 alone checks and prepares the output folder
     if out is not None and main:
         out = Path(out)

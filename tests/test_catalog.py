@@ -96,7 +96,8 @@ def test_truenorth(catalog):
     # the crossbar numbers come from IBM's own paper; one destination and four weights only from simulators
     assert not any(tn.is_unverified(f"limits.{k}") for k in ("fan_in", "axons_per_core", "synapses_per_core", "synapses"))
     assert tn.is_unverified("limits.fan_out") and tn.is_unverified("limits.unique_weights")
-    assert tn.neuron.models == ("lif", "if") and not tn.neuron.runs("cuba-lif")
+    assert tn.neuron.models == ("truenorth-lif",) and tn.neuron.chip_model == "truenorth-lif"  # the linear leak
+    assert tn.neuron.runs("lif") and tn.neuron.runs("if") and not tn.neuron.runs("cuba-lif")
     assert tn.core.shared == ()
 
 

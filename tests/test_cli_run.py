@@ -102,10 +102,11 @@ def test_run_compare(tmp_path, register_plugin):
     assert re.search(r"^float-ref\s+1\.0000\s+20\s+20\s+[\d,.]+\s+1\.0000$", text, re.M)
 
 
-def test_bench_backends_without_lava_exits_2(plugin_env):
+def test_bench_backends_without_another_backend_exits_2(plugin_env):
     plugin_env(SPIKEFIT_LOAD_PLUGINS="")
     assert_one_line_error(invoke("bench", "backends", "--samples", 2),
-                          r"^Error: the 'lava' backend is not registered, .*pip install -e plugins/spikefit-lava$")
+                          r"^Error: no registered backend besides the emulator runs generic LIF neurons \(no target\) on these "
+                          r"inputs, so there is nothing to compare the emulator with; install a plugin that provides one")
 
 
 def test_run_as_a_real_process(tmp_path):

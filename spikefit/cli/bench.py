@@ -7,7 +7,7 @@ import click
 
 # Each module defines one click command named like the module's last part.
 BENCHMARKS = ["spikefit.bench.verify", "spikefit.bench.compression", "spikefit.bench.backends",
-              "spikefit.bench.vendor_agreement"]
+              "spikefit.bench.vendor_agreement", "spikefit.bench.train"]
 
 
 @click.group()

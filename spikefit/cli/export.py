@@ -1,4 +1,4 @@
-"""``spikefit export``: write a model in any registered export format (``nir``, ``lava``, plugins)."""
+"""``spikefit export``: write a model in any registered export format (``nir`` built in, plugins' formats)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ from .options import DT
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default="nir", show_default=True,
-              help="Export format: any registered exporter (nir; lava with spikefit-lava).")
+              help="Export format: any registered exporter (nir is built in; `spikefit plugins` lists the others).")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Where to write the export.")
 @click.option("--target", default=None, help="Target chip the export is for (recorded by the exporter).")
 @click.option("--dt", type=DT, default=None,
@@ -28,6 +28,10 @@ def export(model: Path, fmt: str, out: Path, target: str | None, dt: float | Non
     exporter = plugins.get_exporter(fmt)
     spec = plugins.get_target(target) if target else None
     network = load_model(model, dt)
+    from ..capabilities import check_neuron
+    from ..errors import ExportError
+
+    check_neuron(exporter, network, spec, ExportError, "exporter")  # a chip neuron the format cannot express
     fits = None
     if spec is not None:
         from ..fitcheck import verify

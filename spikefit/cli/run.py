@@ -1,4 +1,4 @@
-"""``spikefit run``: run a model on a backend (emulator, lava, ...) and report accuracy, spikes
+"""``spikefit run``: run a model on a backend (any registered one) and report accuracy, spikes
 and synaptic operations; ``--target`` adds energy and latency per inference on a chip,
 ``--neurobench`` the standard NeuroBench metrics; ``--compare`` runs several backends on the same samples."""
 from __future__ import annotations
@@ -64,20 +64,11 @@ def compare_table(cmp: CompareResult, energy: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def _with_target(backend, spec):
-    """``emulator`` runs the target's own neuron (its [neuron] models) when a target is given."""
-    if spec is not None and backend == "emulator" and spec.neuron.chip_model is not None:
-        from ..emulator import EmulatorBackend
-
-        return EmulatorBackend.for_target(spec)
-    return backend
-
-
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--backend", "-b", default=None,
-              help="Backend: any registered one (emulator, emulator-float; lava with spikefit-lava). Default: "
-                   "emulator for spikes, emulator-float for currents (the only one that takes them).")
+              help="Backend: any registered one (`spikefit plugins`; emulator and emulator-float are built in). "
+                   "Default: emulator for spikes, emulator-float for currents.")
 @click.option("--dataset", default=None, help="Registered dataset whose test split to run (digits, mnist1d, ...).")
 @click.option("--data", "data_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Your data file (.npz / HDF5 with x_test, y_test, ...): run its test split.")
@@ -93,12 +84,13 @@ def _with_target(backend, spec):
 @click.option("--dt", type=DT, default=None, help="Seconds per step for a NIR model (default: detected).")
 @click.option("--target", "-t", "target", default=None,
               help="Chip (registered name or .toml) whose [energy] constants give energy and latency per inference; "
-                   "the emulator runs its neuron ([neuron] models, e.g. xylo-lif).")
+                   "the emulator runs its neuron ([neuron] models, e.g. xylo-lif; default: the model's target).")
 @click.option("--neurobench", "with_neurobench", is_flag=True,
               help="Also compute NeuroBench's metrics (synaptic operations, activation and connection sparsity, "
                    "footprint) with the neurobench package.")
 @click.option("--compare", "compare_with", default=None,
-              help="Comma-separated backends to run on the same samples, e.g. emulator,lava.")
+              help="Comma-separated backends to run on the same samples, e.g. emulator,xylosim; 'auto': the "
+                   "emulator and the first registered backend that runs the model's (or --target's) neuron.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def run(model: Path, backend: str | None, dataset: str | None, data_file: Path | None, data_dir: Path | None,
         samples: int | None, steps: int | None, seed: int | None, inputs: Path | None, labels: Path | None,
@@ -131,7 +123,7 @@ def run(model: Path, backend: str | None, dataset: str | None, data_file: Path |
     kwargs = dict(inputs=x, labels=y, dataset=dataset, samples=samples, steps=steps, seed=seed)
     if compare_with:
         names = [n.strip() for n in compare_with.split(",") if n.strip()]
-        result = compare(network, [_with_target(n, spec) for n in names], **kwargs)
+        result = compare(network, None if names == ["auto"] else names, target=spec, **kwargs)
         energy = None
         if spec is not None:
             from ..energy import estimate_run
@@ -144,7 +136,7 @@ def run(model: Path, backend: str | None, dataset: str | None, data_file: Path |
             data["results"][k]["energy"] = e.to_dict()
         text = [compare_table(result, energy)]
     else:
-        res = run_network(network, _with_target(backend, spec), **kwargs)
+        res = run_network(network, backend, target=spec, **kwargs)
         data = res.to_dict()
         text = [result_table(res)]
         if spec is not None:

@@ -62,13 +62,16 @@ class TrainData:
         return cls(ds, steps, encoding, y_train, torch.as_tensor(x_test), y_test, torch.as_tensor(x_fisher),
                    y_train[:fisher_n], config.train_limit)
 
-    def train(self, seed: int) -> torch.Tensor:
-        """Training inputs (t, n, *shape) of one epoch (``seed``: the epoch's stream)."""
+    def train(self, seed: int, device: torch.device | None = None) -> torch.Tensor:
+        """Training inputs (t, n, *shape) of one epoch (``seed``: the epoch's stream), on ``device``
+        when they take less than a quarter of its free memory (else on the host, moved per batch)."""
         if self.dataset.layout == "sequence":
             if self._frames is None:  # frames do not change between epochs: build them once
-                self._frames = torch.as_tensor(time_major(self.dataset, "train", self.steps, limit=self.train_limit)[0])
+                self._frames = _onto(torch.as_tensor(time_major(self.dataset, "train", self.steps,
+                                                                limit=self.train_limit)[0]), device)
             return self._frames
-        return torch.as_tensor(time_major(self.dataset, "train", self.steps, self.encoding, seed, self.train_limit)[0])
+        return _onto(torch.as_tensor(time_major(self.dataset, "train", self.steps, self.encoding, seed,
+                                                self.train_limit)[0]), device)
 
     @property
     def x_test_flat(self) -> np.ndarray:
@@ -175,7 +178,7 @@ class Engine:
         cfg = self.config
         seed = epoch_seed(cfg.seed, self.state.global_epoch)
         set_lr(self.opt, stage_lr(stage.lr, epoch, epochs))
-        x = self.data.train(seed)
+        x = self.data.train(seed, self.device)
         gen = torch.Generator().manual_seed(seed)
         on_step = stage.on_step(self, epoch, epochs, x.shape[1])
         timer = self.timers.setdefault(stage.name, [])
@@ -215,6 +218,14 @@ class Engine:
             where = self.out / CHECKPOINT if self.out is not None else "checkpoint"
             raise TrainingError(f"checkpoint {str(where)!r} is corrupt ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:120]}); delete it or run without --resume") from None
+
+
+def _onto(x: torch.Tensor, device: torch.device | None) -> torch.Tensor:
+    """``x`` on a GPU when it takes under a quarter of the GPU's free memory, else where it is."""
+    if device is None or device.type != "cuda":
+        return x
+    free, _ = torch.cuda.mem_get_info(device)
+    return x.to(device) if x.numel() * x.element_size() < free // 4 else x
 
 
 def _to_host(obj):

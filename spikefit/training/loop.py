@@ -62,16 +62,21 @@ def train_epoch(model: SNN, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.O
     net = step_model or model
     device = next(model.parameters()).device
     perm = torch.randperm(x.shape[1], generator=gen)
+    if x.device != device:   # inputs on the host: each batch is copied over
+        perm_x = perm
+    else:
+        perm_x = perm.to(device)
+    y = y.to(device) if y.device != device and x.device == device else y
     total = torch.zeros((), device=device)
     seen = 0
     t_epoch = time.perf_counter()
     steps = 0
     for i in range(0, len(perm), batch_size):
-        idx_global = perm[i:i + batch_size]
+        idx_global = perm_x[i:i + batch_size]
         idx = idx_global if world is None else world.shard(idx_global)
         t0 = time.perf_counter()
         xb = x[:, idx].to(device, non_blocking=True)
-        yb = y[idx].to(device, non_blocking=True)
+        yb = y[idx.to(y.device)].to(device, non_blocking=True)
         try:
             out = net(xb)                                                  # (t, b, n_out)
             if world is not None and world.active:   # this process's share of the global batch's mean

@@ -19,6 +19,8 @@ class AkidaBackend:
     """``run(network, inputs) -> {population: (t, b, n) bool}`` for time-major inputs (t, b, n_in)."""
 
     name = "akida"
+    inputs = "spikes"      # Akida's 1-bit input layer: one spike per channel and step (spikefit.capabilities)
+    neurons = ("akida-act",)
 
     def run(self, network: Network, inputs) -> dict[str, np.ndarray]:
         from spikefit.targets.akida import runnable_layers

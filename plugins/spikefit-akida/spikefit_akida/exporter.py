@@ -30,6 +30,7 @@ class AkidaExporter:
     """``export(network, path, target)`` writes ``path`` (an ``.fbz`` file)."""
 
     name = "akida"
+    neurons = ("akida-act",)
     suffix = ".fbz"
 
     def export(self, network: Network, path, target=None) -> Path:

@@ -18,6 +18,7 @@ from spikefit.network import Network
 
 from . import build
 from .availability import require_lava
+from .neurons import NEURONS, refuse_chip_neuron
 from .plan import MODES, make_plan
 from .worker import run_supervised
 
@@ -66,6 +67,8 @@ class LavaBackend:
     """Backend ``lava``: ``run(network, inputs) -> {population: spikes (t, b, n)}``."""
 
     name = "lava"
+    inputs = "spikes"      # fixed_pt reads 0/1 spikes (Dense's boolean s_in); floating_pt (Python API) takes currents
+    neurons = NEURONS
 
     def run(self, network: Network, inputs, *, select_tag: str = "fixed_pt",
             timeout: float | None = None, progress: bool | None = None) -> dict[str, np.ndarray]:
@@ -76,6 +79,7 @@ class LavaBackend:
         done and time left on stderr (default: when stderr is a terminal)."""
         if select_tag not in MODES:
             raise BackendError(f"unknown select_tag {select_tag!r}; use one of {', '.join(MODES)}")
+        refuse_chip_neuron(network, None, BackendError)
         require_lava(BackendError)
         x = _inputs(network, inputs, select_tag)
         plan = make_plan(network, select_tag)  # ExportError: what Lava cannot express, and why

@@ -19,6 +19,7 @@ from spikefit.network import Network
 
 from . import build
 from .availability import require_lava
+from .neurons import NEURONS, refuse_chip_neuron
 from .plan import FORMAT, MODES, make_plan
 
 README = """\
@@ -55,9 +56,11 @@ class LavaExporter:
 
     name = "lava"
     suffix = ""  # a folder
+    neurons = NEURONS
 
     def export(self, network: Network, path, target=None) -> Path:
         path = Path(path)
+        refuse_chip_neuron(network, target, ExportError)
         if path.exists() and not path.is_dir():
             raise ExportError(f"'{path}' exists and is not a folder; a Lava export is a folder, pass a new path")
         plans = {mode: make_plan(network, mode) for mode in MODES}  # ExportError names what Lava cannot express

@@ -20,6 +20,8 @@ class SpeckSimBackend:
     """Backend ``speck-sim`` (sinabs 3.1.3's DynapcnnNetwork forward pass, no hardware)."""
 
     name = "speck-sim"
+    inputs = "counts"      # events per pixel and step: sinabs's forward pass adds them, no limit (spikefit.capabilities)
+    neurons = ("speck-if",)
 
     def __init__(self, reset: str = "zero"):
         self.reset = reset

@@ -78,6 +78,7 @@ class SpeckExporter:
     """Exporter ``speck``: ``export(network, path, target)`` writes the folder ``path``."""
 
     name = "speck"
+    neurons = ("speck-if",)
     suffix = ""  # a folder
 
     def export(self, network: Network, path, target=None) -> Path:

@@ -45,6 +45,9 @@ class XyloSimBackend:
     """Backend ``xylosim``: ``run(network, inputs) -> {population: spike counts (t, b, n)}``."""
 
     name = "xylosim"
+    inputs = "counts"      # input events per channel and step (spikefit.capabilities)
+    max_events = 15        # XyloSim's MAX_NUM_INP_SPIKES: Xylo takes up to 15 input events per channel and step
+    neurons = ("xylo-lif",)
 
     def run(self, network: Network, inputs, target=None) -> dict[str, np.ndarray]:
         from spikefit.errors import SpikefitError

@@ -17,6 +17,7 @@ class XyloExporter:
     """Writes what Rockpool's XyloSim loads; refuses (ExportError) what Xylo Audio 2 cannot run."""
 
     name = "xylo"
+    neurons = ("xylo-lif",)
 
     def export(self, network: Network, path, target=None) -> Path:
         return save_specification(specification(network, target), path)
