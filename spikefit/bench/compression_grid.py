@@ -44,8 +44,8 @@ PRUNERS = ("fsc", "fsc-ema", "fsc-gmp", "fsc-regrow", "magnitude", "gmp", "gmp-l
            "rigl", "random")
 ONCE = ("float", "ternary")                                          # once per seed
 REFERENCES = ("dense",)                                              # x sparsity: the equal-synapse dense network
-DEFAULT_METHODS = ("float", "cat", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc", "fsc-regrow",
-                   "gmp", "gmp-layer", "snip", "rigl", "random", "dense")   # the full grid (docs/benchmarks.md)
+DEFAULT_METHODS = ("float", "cat", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc", "fsc-ema",
+                   "fsc-regrow", "gmp", "gmp-layer", "snip", "rigl", "dense")   # the full grid (docs/benchmarks.md)
 QUANT_BASELINES = ("kmeans", "uniform", "lsq", "dkm", "kmeans-qat")          # what CAT must beat
 PRUNE_BASELINES = ("magnitude", "gmp", "gmp-layer", "snip", "rewire", "rigl", "random")  # what FSC must beat
 TARGET_M = 4              # the method's claims are stated at M = 4 (a 2-bit codebook)
