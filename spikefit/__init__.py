@@ -8,7 +8,7 @@ Public API (imported lazily so that ``import spikefit`` and the CLI stay fast wi
 """
 from __future__ import annotations
 
-from importlib import import_module
+from .lazy import lazy_attributes
 
 from .errors import (BackendError, DatasetError, DoesNotFitError, ExportError, ModelError, PluginError, SpecError,
                      SpikefitError, TrainingError, UnknownTargetError)
@@ -40,12 +40,7 @@ __all__ = sorted([
 ])
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spikefit' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 def __dir__():

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from importlib import import_module
+from spikefit.lazy import lazy_attributes
 
 _LAZY = {
     "to_akida": "spikefit_akida.convert",
@@ -19,9 +19,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spikefit_akida' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

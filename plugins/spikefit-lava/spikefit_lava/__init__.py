@@ -9,7 +9,7 @@ Python >= 3.11 without it); Lava itself is imported only when a network is expor
 """
 from __future__ import annotations
 
-from importlib import import_module
+from spikefit.lazy import lazy_attributes
 
 from .shim import install as install_shim
 
@@ -23,9 +23,4 @@ _LAZY = {
 __all__ = ["install_shim", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spikefit_lava' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

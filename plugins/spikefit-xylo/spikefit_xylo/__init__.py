@@ -12,7 +12,7 @@ Importing this package imports neither rockpool nor xylosim; they load when a ne
 """
 from __future__ import annotations
 
-from importlib import import_module
+from spikefit.lazy import lazy_attributes
 
 _LAZY = {
     "RockpoolCheck": "spikefit_xylo.check",
@@ -26,9 +26,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spikefit_xylo' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
