@@ -6,6 +6,8 @@ takes the GPU of its local rank (:mod:`spikefit.training.distributed`).
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import re
 
@@ -58,3 +60,13 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (timing only; training never waits)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@functools.lru_cache(maxsize=None)
+def kernels(module: str):
+    """The Triton kernel module ``spikefit.<module>`` (``lif_triton``, ``quant_triton``), or None where
+    Triton is missing or cannot load its CUDA driver; imported once."""
+    try:
+        return importlib.import_module(f"spikefit.{module}")
+    except Exception:  # ImportError, or a Triton that cannot load its driver
+        return None

@@ -20,19 +20,11 @@ from __future__ import annotations
 
 import torch
 
-_TRITON: bool | None = None
-
-
 def triton_available() -> bool:
-    """Whether the Triton kernels can run (Triton importable; checked once)."""
-    global _TRITON
-    if _TRITON is None:
-        try:
-            from . import lif_triton  # noqa: F401
-            _TRITON = True
-        except Exception:  # ImportError, or a Triton that cannot load its CUDA driver
-            _TRITON = False
-    return _TRITON
+    """Whether the Triton LIF kernels can run (Triton importable; checked once)."""
+    from .devices import kernels
+
+    return kernels("lif_triton") is not None
 
 
 def _forward_loop(a: torch.Tensor, au: float, av: float, vth: float, bias: torch.Tensor | None,

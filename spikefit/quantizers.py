@@ -19,6 +19,7 @@ from .errors import TrainingError
 
 MODES = ("hard", "soft")
 KMEANS_ITERS = 25           # Lloyd iterations of the codebook initialisation (1-D, converges in ~10)
+KMEANS_SAMPLE = 2 ** 20     # a larger group is initialised from this many of its values, drawn seeded
 
 
 def weight_grid(bits: int | None, narrow: bool = False) -> tuple[int, int] | None:
@@ -40,13 +41,17 @@ def kmeans_1d(values: list[np.ndarray], M: int, zero: bool = False) -> np.ndarra
     """k-means of each group's 1-D values into M centers, initialised at the quantiles
     (k + 1/2) / M; returns (groups, M). With ``zero`` a further center is pinned at 0 (values
     nearest to it are absent synapses) and only the M others move. Empty groups get evenly
-    spaced centers in [-1, 1]."""
+    spaced centers in [-1, 1]. A group of more than KMEANS_SAMPLE values is clustered on a seeded
+    sample of that many (with replacement): on 2^24 normal weights its centres were within 0.3 % of
+    the whole group's, in 1.5 s instead of 46 s (a layer of 2.7 x 10^8 weights took minutes)."""
     out = np.zeros((len(values), M))
     q = (np.arange(M) + 0.5) / M
     for g, v in enumerate(values):
         if v.size == 0:
             out[g] = np.linspace(-1, 1, M)
             continue
+        if v.size > KMEANS_SAMPLE:
+            v = v[np.random.default_rng(g).integers(0, v.size, KMEANS_SAMPLE)]
         c = np.quantile(v, q)
         for _ in range(KMEANS_ITERS):
             cand = np.concatenate([c, [0.0]]) if zero else c
@@ -122,6 +127,19 @@ def pick_levels(levels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return levels[idx]
 
 
+FUSED_MAX_LEVELS = 32       # the Triton hard quantizer holds every level in registers
+
+
+def fused_hard(rows: torch.Tensor, levels: int) -> bool:
+    """CAT's hard quantizer with one codebook row runs as Triton kernels (:mod:`spikefit.quant_triton`):
+    on CUDA, with Triton installed, for at most FUSED_MAX_LEVELS levels."""
+    if not rows.is_cuda or levels > FUSED_MAX_LEVELS:
+        return False
+    from .devices import kernels
+
+    return kernels("quant_triton") is not None
+
+
 class CodebookQuantizer(nn.Module):
     """Maps latent weights (rows, ...) to their group's codebook values.
 
@@ -161,7 +179,7 @@ class CodebookQuantizer(nn.Module):
         """Index of the nearest level of every weight (rows, k); ``levels`` (G or rows, L), detached.
         One group: a binary search over the sorted levels (the midpoints); else a (rows, k, L) argmin."""
         if single:
-            srt, order = levels[0].sort()
+            srt, order = levels[0].sort(stable=True)   # tied levels: the lowest index (as the GPU kernel)
             return order[torch.bucketize(rows, (srt[1:] + srt[:-1]) * 0.5)]
         return (rows[:, :, None] - levels[:, None, :]).abs().argmin(-1)
 
@@ -175,6 +193,11 @@ class CodebookQuantizer(nn.Module):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         rows = w.reshape(w.shape[0], -1)                       # (rows, k)
         if self.mode == "hard":
+            if self._single() and fused_hard(rows, self.M + self.zero):   # one GPU kernel forward, two back
+                from .quant_triton import hard_quantize
+
+                cb = self.codebook
+                return hard_quantize(rows, cb.centers, cb.scale, cb.grid, self.zero).reshape(w.shape)
             if self._single():                                 # layer / chip scope: one row of levels
                 lv = self._group_levels()[0]                   # (L,)
                 q = pick_levels(lv, self._nearest(rows.detach(), lv.detach()[None], True))

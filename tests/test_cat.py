@@ -44,6 +44,18 @@ def test_kmeans_recovers_separated_clusters():
     assert np.allclose(c[1], np.linspace(-1, 1, 4))  # empty group
 
 
+def test_kmeans_of_a_large_group_runs_on_a_seeded_sample(monkeypatch):
+    import spikefit.quantizers as Q
+
+    v = np.random.default_rng(1).normal(0, 0.1, 40_000)
+    whole = kmeans_1d([v], 4, True)
+    monkeypatch.setattr(Q, "KMEANS_SAMPLE", 4_000)
+    sampled = kmeans_1d([v], 4, True)
+    assert np.array_equal(sampled, kmeans_1d([v], 4, True))          # seeded: the same sample every time
+    assert not np.array_equal(sampled, whole)                          # it did cluster a sample
+    assert np.allclose(sampled, whole, atol=0.01)                      # near the whole group's centres
+
+
 def _model(conv: bool = False) -> SNN:
     if conv:
         g = torch.Generator().manual_seed(0)

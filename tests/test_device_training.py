@@ -112,6 +112,47 @@ def test_the_triton_kernels_match_the_cpu_loop_on_a_gpu():
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4)
 
 
+def _quantizer(M, zero, bits, seed):
+    from spikefit.quantizers import Codebook, CodebookQuantizer
+
+    rng = np.random.default_rng(seed)
+    centers = np.sort(rng.normal(0, 0.1, (1, M)), axis=1)
+    centers[0, 0] = 0.001                     # rounds onto 0: moved away from zero
+    if M > 2:
+        centers[0, 2] = centers[0, 1] + 1e-4  # two centres on one integer: tied levels
+    cb = Codebook(centers, 1 / 64 if bits else None, bits)
+    return CodebookQuantizer(cb, np.zeros(300, dtype=np.int64), "layer", zero=zero)
+
+
+def test_tied_codebook_levels_send_their_gradient_to_the_lowest_index():
+    q = _quantizer(4, True, 8, 0)
+    assert q.codebook.integers().detach()[0].tolist() == [1, 1, 1, 4]   # 0.001 and two close centres tie on 1
+    w = q.codebook.values().detach()[0, 2].repeat(300, 5).requires_grad_()
+    q(w).sum().backward()
+    assert q.codebook.centers.grad[0].tolist() == [1500.0, 0.0, 0.0, 0.0]   # as the GPU kernel breaks the tie
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible: the Triton quantizer runs only on CUDA")
+def test_the_triton_hard_quantizer_matches_the_torch_path_on_a_gpu():
+    from spikefit.quantizers import fused_hard
+
+    assert fused_hard(torch.zeros(1, device="cuda"), 5), "a GPU is visible but the Triton quantizer cannot load"
+    g = torch.Generator().manual_seed(4)
+    for M, zero, bits in [(4, True, 8), (4, False, 8), (7, True, 4), (16, True, 8), (3, True, None), (1, True, 8)]:
+        w = torch.randn(300, 37, generator=g) * 0.1
+        up = torch.randn(300, 37, generator=g)
+        out = []
+        for dev in ("cpu", "cuda"):
+            q = _quantizer(M, zero, bits, M).to(dev)
+            x = w.to(dev).requires_grad_()
+            y = q(x)
+            (y * up.to(dev)).sum().backward()
+            out.append((y.detach().cpu(), x.grad.cpu(), q.codebook.centers.grad.cpu()))
+        assert torch.equal(out[0][0], out[1][0])           # the same level for every weight, bit for bit
+        assert torch.equal(out[0][1], out[1][1])           # straight through
+        assert torch.allclose(out[0][2], out[1][2], rtol=1e-4, atol=1e-3)
+
+
 # -- devices ---------------------------------------------------------------------------------------
 
 def test_the_python_api_takes_device_and_refuses_one_that_is_not_visible(tmp_path):
@@ -255,6 +296,26 @@ def test_bench_train_times_spikefit_beside_snntorch_and_checks_nothing_it_did_no
     assert all(row["samples_per_s"] > 0 for row in rep["rows"])
     assert rep["targets"] == []                     # GPU targets need a GPU row
     assert rep["command"].startswith("spikefit bench train --device cpu --workloads mlp-32,lif-64")
+
+
+def test_bench_train_writes_its_rows_after_every_workload(tmp_path, monkeypatch):
+    import spikefit.bench.train as BT
+
+    real = BT.measure
+
+    def stopped_at_the_second(workloads, *a, **k):
+        if workloads[0].name == "lif-64":
+            raise KeyboardInterrupt   # a run killed by its time limit
+        return real(workloads, *a, **k)
+
+    monkeypatch.setattr(BT, "measure", stopped_at_the_second)
+    invoke("bench", "train", "--device", "cpu", "--workloads", "mlp-32,lif-64", "--reps", "1", "--warmup", "0",
+           "--impls", "spikefit-float", "--out", str(tmp_path))
+    rep = json.loads((tmp_path / "train.json").read_text())
+    assert rep["partial"] and [(r["workload"], r["impl"]) for r in rep["rows"]] == [("mlp-32", "spikefit-float"),
+                                                                                   ("mlp-32", "fsc-fisher")]
+    assert "Partial: the run has not finished" in (tmp_path / "train.md").read_text()
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_bench_train_refuses_an_unknown_workload_in_one_line():
