@@ -25,7 +25,8 @@ from ..errors import SpikefitError
 from ..nn import count_loss
 from . import train_models as W
 
-IMPLS = ("spikefit-float", "spikefit-cat", "spikefit-cat-fsc", "snntorch-float", "spikingjelly-float")
+# the peers right after spikefit's float step: a run cut short by a time limit has the side-by-side rows first
+IMPLS = ("spikefit-float", "snntorch-float", "spikingjelly-float", "spikefit-cat", "spikefit-cat-fsc")
 DEFAULT_WORKLOADS = "mlp-256,mlp-1024,mlp-4096,conv,lif-512,lif-4096,lif-16384"
 FISHER_SAMPLES = 64
 SPARSITY = 0.9
@@ -269,11 +270,15 @@ def train(device_text, workloads, cpu_workloads, impls, warmup, reps, processes,
     only_cpu = devs == [torch.device("cpu")]
     cpu_names = {w.name for w in wls} if only_cpu else {t.strip() for t in cpu_workloads.split(",") if t.strip()}
     rows = []
+    command = "spikefit bench train " + " ".join(_command(device_text, workloads, impls, warmup, reps, processes,
+                                                          ddp_size, ddp_epochs, ddp_limit))
     for w in wls:
         for dev in devs:
             if dev.type == "cpu" and w.name not in cpu_names:
                 continue
             rows += measure([w], [dev], chosen, warmup, reps, log=log)
+            if out is not None:   # after every workload: a run stopped by a time limit keeps what it measured
+                write(out, _report(rows, [], None, targets(rows), command, partial=True))
     ddp, ddp_error = [], None
     if procs:
         from .ddp_fit import run_counts
@@ -293,17 +298,27 @@ def train(device_text, workloads, cpu_workloads, impls, warmup, reps, processes,
             gap = abs(r["accuracy"] - base["accuracy"]) * 100
             claims.append({"target": f"conv fit, {r['processes']} vs {base['processes']} processes: accuracy gap pp "
                                      "(<= 1)", "value": round(gap, 2), "bound": 1.0, "met": gap <= 1.0})
-    report = {"rows": rows, "ddp": ddp, "ddp_error": ddp_error, "targets": claims, "environment": environment(),
-              "command": "spikefit bench train " + " ".join(_command(device_text, workloads, impls, warmup, reps,
-                                                                       processes, ddp_size, ddp_epochs, ddp_limit))}
+    report = _report(rows, ddp, ddp_error, claims, command)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        (out / "train.md").write_text(markdown(report), encoding="utf-8")
+        write(out, report)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo("\n" + markdown(report))
+
+
+def _report(rows, ddp, ddp_error, claims, command, partial: bool = False) -> dict:
+    return {"rows": rows, "ddp": ddp, "ddp_error": ddp_error, "targets": claims, "environment": environment(),
+            "command": command, "partial": partial}
+
+
+def write(out: Path, report: dict) -> None:
+    """train.json and train.md in ``out``, each replaced whole (a reader never sees half a file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("train.json", json.dumps(report, indent=2) + "\n"), ("train.md", markdown(report))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out / name)
 
 
 def _command(device_text, workloads, impls, warmup, reps, processes, ddp_size, ddp_epochs, ddp_limit) -> list[str]:
@@ -319,10 +334,12 @@ def _command(device_text, workloads, impls, warmup, reps, processes, ddp_size, d
 
 def markdown(report: dict) -> str:
     env = report["environment"]
-    lines = [f"`{report['command']}`", "",
-             f"Python {env['python']}, torch {env['torch']}, {env['cpus']} CPUs ({env['torch_threads']} torch threads), "
-             f"GPUs: {', '.join(env['gpus']) or 'none'}; snnTorch {env['snntorch']}, SpikingJelly {env['spikingjelly']}, "
-             f"Triton {env['triton']}.", "", table(report["rows"])]
+    lines = [f"`{report['command']}`", ""]
+    if report.get("partial"):
+        lines += ["Partial: the run has not finished (or was stopped); the rows are those measured so far.", ""]
+    lines += [f"Python {env['python']}, torch {env['torch']}, {env['cpus']} CPUs ({env['torch_threads']} torch threads), "
+              f"GPUs: {', '.join(env['gpus']) or 'none'}; snnTorch {env['snntorch']}, "
+              f"SpikingJelly {env['spikingjelly']}, Triton {env['triton']}.", "", table(report["rows"])]
     if report["ddp"]:
         lines += ["", "| data-parallel conv fit | device | processes | epochs | samples / s | test accuracy |",
                   "|---|---|---:|---:|---:|---:|"]
