@@ -162,3 +162,18 @@ def test_device_option_passes_through_and_refuses_unknown_devices():
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["config"]["device"] == "cpu" and "--device" not in rep["command"]
+
+
+def test_hidden_widths_change_the_network_and_name_the_files(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, TINY + ["--methods", "float,dense", "--M", "4", "--timing-steps", "0", "--hidden", "24",
+                                   "--energy-targets", "none", "--json", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["config"]["hidden"] == [24] and rep["command"].endswith("--hidden 24")
+    assert {tuple(c["hidden"]) for c in rep["results"] if c["method"] == "float"} == {(24,)}
+    dense = next(c for c in rep["results"] if c["method"] == "dense")
+    assert dense["hidden"][0] < 24                  # as many synapses as 24 wide at 50 % sparsity
+    assert (tmp_path / "compression_digits-h24.json").exists() and (tmp_path / "digits-h24_accuracy_vs_M.png").exists()
+    bad = runner.invoke(cli, TINY + ["--hidden", "0,x"])
+    assert bad.exit_code == 2 and "'0,x' is not a comma-separated list of positive layer widths, e.g. 1024" in bad.output

@@ -36,6 +36,19 @@ def _floats(text: str, option: str) -> list[float]:
     return sorted(vals)
 
 
+def _widths(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or min(vals) < 1:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of positive layer widths, e.g. 1024",
+                                 param_hint="--hidden")
+    return vals
+
+
 def _methods(text: str) -> list[str]:
     from ..baselines import METHODS
 
@@ -48,10 +61,11 @@ def _methods(text: str) -> list[str]:
 
 
 def build_config(preset: str, epochs: int | None, train_limit: int | None, test_limit: int | None,
-                 device: str = "cpu"):
+                 device: str = "cpu", hidden: tuple[int, ...] | None = None):
     from ..trainer import FitConfig
 
-    over = {"train_limit": train_limit, "test_limit": test_limit, "threads": 1, "deploy": False, "device": device}
+    over = {"train_limit": train_limit, "test_limit": test_limit, "threads": 1, "deploy": False, "device": device,
+            "hidden": hidden}
     if epochs is not None:
         over.update(warmup_epochs=epochs, cat_epochs=epochs, prune_epochs=epochs, finetune_epochs=epochs)
     return FitConfig.preset(preset, **over)
@@ -94,11 +108,14 @@ def build_config(preset: str, epochs: int | None, train_limit: int | None, test_
               help="Render a saved report (compression_<dataset>.json) instead of running; other options ignored.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the tables.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--hidden", default=None, help="Hidden layer widths of the dataset's network, comma-separated "
+              "(e.g. 1024; default: the dataset's own). Files are named compression_<dataset>-h<widths>.")
 @click.option("--device", default="cpu", show_default=True,
               help="Training device of every cell (FitConfig.device: auto, cpu, cuda, cuda:N); these networks are "
                    "small: the CPU with --jobs processes is the fast choice.")
 def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation, jobs, preset, epochs,
-                train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet, device):
+                train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet, hidden,
+                device):
     """Accuracy of compression methods (CAT, k-means, uniform, LSQ, DKM, k-means QAT, ternary; FSC, GMP,
     SNIP, rewiring, magnitude, random pruning; the equal-synapse dense network) over M and sparsity in
     one harness, mean ± std over seeds, with the targets checked."""
@@ -110,7 +127,7 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
             raise BenchError(f"{str(from_json)!r} is not a report of 'spikefit bench compression'; pass the "
                              "compression_<dataset>.json it wrote") from None
     else:
-        config = build_config(preset, epochs, train_limit, test_limit, device)
+        config = build_config(preset, epochs, train_limit, test_limit, device, _widths(hidden))
         log = None if quiet else (lambda msg: click.echo(msg, err=True))
         report = run_benchmark(dataset, _methods(methods), _ints(Ms, "--M"), _floats(sparsity, "--sparsity"), seeds,
                                scope, prune_m, jobs, config, timing_steps, cache, neuron_row, log,
@@ -120,6 +137,8 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
                                      jobs, preset, epochs, train_limit, test_limit)
         if energy_targets != "published":
             report["command"] += f" --energy-targets {energy_targets}"
+        if hidden:
+            report["command"] += f" --hidden {hidden}"
         if device != "cpu":
             report["command"] += f" --device {device}"
     if out is not None:

@@ -128,9 +128,11 @@ def plot(report: dict, out: Path) -> Path | None:
     axes[0][0].set_ylabel("test accuracy (%)")
     handles = [plt.Line2D([], [], color=colors[m], marker="o", ls="none", label=m) for m in methods]
     axes[0][-1].legend(handles=handles, fontsize=7)
-    fig.suptitle(f"{report['dataset']}: accuracy vs energy per inference")
+    from .compression_report import stem
+
+    fig.suptitle(f"{stem(report)}: accuracy vs energy per inference")
     fig.tight_layout()
-    path = out / f"{report['dataset']}_accuracy_vs_energy.png"
+    path = out / f"{stem(report)}_accuracy_vs_energy.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -88,7 +88,9 @@ def tables(report: dict) -> str:
 
 def markdown(report: dict) -> str:
     env = report["environment"]
-    head = [f"# Compression benchmark: {report['dataset']}", "",
+    hidden = (report.get("config") or {}).get("hidden")
+    net = f"hidden layers {' x '.join(map(str, hidden))}" if hidden else "the dataset's default network"
+    head = [f"# Compression benchmark: {report['dataset']}, {net}", "",
             f"Preset `{report['preset']}`; seeds {', '.join(map(str, report['seeds']))}; "
             f"{report['cells']} runs in {report['seconds']:.0f} s with {report['jobs']} jobs on "
             f"{env['cpus']} CPUs ({env['python']}, torch {env['torch']}, numpy {env['numpy']}); pruning allocation "
@@ -104,7 +106,7 @@ def plots(report: dict, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary, scope, ds = report["summary"], report["scope"], report["dataset"]
+    summary, scope, ds = report["summary"], report["scope"], stem(report)
     flt = find(summary, "float", None, 0.0, scope)
     paths = []
 
@@ -168,6 +170,13 @@ def plots(report: dict, out: Path) -> list[Path]:
 
 
 
+def stem(report: dict) -> str:
+    """The report's file stem: the dataset, with ``-h<widths>`` when ``--hidden`` changed its network
+    (``mnist1d-h1024``)."""
+    hidden = (report.get("config") or {}).get("hidden")
+    return report["dataset"] + (f"-h{'x'.join(str(h) for h in hidden)}" if hidden else "")
+
+
 FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("snip", "fsc-ema", "fsc-gmp"),
             "rewiring": ("rewire", "rigl", "fsc-regrow", "random")}   # every plot also shows FSC and the dense reference
 
@@ -180,7 +189,7 @@ def synapse_plots(report: dict, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary, scope, ds, pm = report["summary"], report["scope"], report["dataset"], report["prune_m"]
+    summary, scope, ds, pm = report["summary"], report["scope"], stem(report), report["prune_m"]
     dense0 = find(summary, "cat", pm, 0.0, scope)
     paths = []
     for family, members in FAMILIES.items():
@@ -210,9 +219,9 @@ def synapse_plots(report: dict, out: Path) -> list[Path]:
 
 
 def write_outputs(report: dict, out: Path) -> list[Path]:
-    """compression_<dataset>.md and .json and the PNG plots in ``out``."""
+    """compression_<stem>.md and .json and the PNG plots in ``out`` (:func:`stem`)."""
     out.mkdir(parents=True, exist_ok=True)
-    ds = report["dataset"]
+    ds = stem(report)
     files = plots(report, out)
     md, js = out / f"compression_{ds}.md", out / f"compression_{ds}.json"
     md.write_text(markdown(report), encoding="utf-8")
