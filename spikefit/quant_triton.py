@@ -4,16 +4,18 @@ imported lazily by :mod:`spikefit.quantizers`).
 The torch path of :meth:`spikefit.quantizers.CodebookQuantizer.forward` is some twenty small
 operations forward and as many backward (round the codebook onto the grid, append the zero level,
 sort, midpoints, bucketize, gather, one masked sum per level). On a GPU each is a launch, so a small
-layer pays a fixed cost several times its matrix product. Here the same arithmetic is four launches:
+layer pays a fixed cost several times its matrix product. Here the same arithmetic is one launch
+forward and one back (two for layers of more than ``SINGLE`` weights):
 
-* ``_levels``: one program. The codebook's integers ``clamp(round(c / scale))`` (0 moved away from
-  zero), times ``scale``; the zero level appended; a stable rank sort of the (at most 17) levels;
-  the midpoints between neighbours.
-* ``_assign``: every weight's sorted position is the number of midpoints below it (``bucketize``),
-  its value and its codebook index are looked up there.
-* ``_level_grad``: each program sums the incoming gradient per level over its blocks into one row
-  of partial sums (no atomics: the sums are deterministic).
-* ``_finish``: one program adds the rows and applies the rounding's straight-through mask.
+* ``_assign``: each program computes the levels itself (``_levels``: the codebook's integers
+  ``clamp(round(c / scale))`` with 0 moved away from zero, times ``scale``; the zero level appended;
+  a stable rank sort of the at most 32 levels; the midpoints between neighbours), then every weight's
+  sorted position is the number of midpoints below it (``bucketize``) and its value and codebook
+  index are looked up there.
+* ``_level_grad``: the incoming gradient summed per level, by one program, which also applies the
+  rounding's straight-through mask (``_centroid_grad``); over ``SINGLE`` weights, each of up to
+  ``MAX_PROGRAMS`` programs writes a row of partial sums and ``_finish`` adds them. No atomics: the
+  sums are deterministic.
 
 Rounding is round-half-to-even through the float32 ``+ 1.5 * 2^23`` trick and divisions are
 IEEE-rounded (``div_rn``); with fused multiply-add off the levels, midpoints and assignments equal
@@ -32,8 +34,9 @@ LIMIT = 4194304.0          # 2^22
 
 
 @triton.jit
-def _levels(c_ptr, srt_ptr, order_ptr, mid_ptr, gmask_ptr, scale, qmin, qmax, M,
-            HAS_GRID: tl.constexpr, ZERO: tl.constexpr, LP: tl.constexpr):
+def _levels(c_ptr, scale, qmin, qmax, M, HAS_GRID: tl.constexpr, ZERO: tl.constexpr, LP: tl.constexpr):
+    """The (LP,) levels (codebook values on the grid, the zero level at index M, padding +inf), their
+    stable ascending ranks, the value of the next level up and the rounding's straight-through mask."""
     k = tl.arange(0, LP)
     c = tl.load(c_ptr + k, mask=k < M, other=0.0)
     if HAS_GRID:
@@ -50,34 +53,33 @@ def _levels(c_ptr, srt_ptr, order_ptr, mid_ptr, gmask_ptr, scale, qmin, qmax, M,
     L = M + ZERO
     v = tl.where(k < M, v, 0.0)                   # the zero level, at index M
     v = tl.where(k < L, v, float("inf"))          # padding sorts last
-    vi = v[:, None]
-    vj = v[None, :]
-    ki = k[:, None]
-    kj = k[None, :]
-    before = (vj < vi) | ((vj == vi) & (kj < ki))
+    before = (v[None, :] < v[:, None]) | ((v[None, :] == v[:, None]) & (k[None, :] < k[:, None]))
     rank = tl.sum(before.to(tl.int32), axis=1)    # stable ascending rank of every level
-    nxt = tl.sum(tl.where(rank[None, :] == rank[:, None] + 1, vj, 0.0), axis=1)
-    ok = k < L
-    tl.store(srt_ptr + rank, v, mask=ok)
-    tl.store(order_ptr + rank, k, mask=ok)
-    tl.store(mid_ptr + rank, (nxt + v) * 0.5, mask=ok & (rank < L - 1))
-    tl.store(gmask_ptr + k, g, mask=k < M)
+    nxt = tl.sum(tl.where(rank[None, :] == rank[:, None] + 1, v[None, :], 0.0), axis=1)
+    return k, v, rank, nxt, g, L
 
 
 @triton.jit
-def _assign(w_ptr, srt_ptr, order_ptr, mid_ptr, out_ptr, idx_ptr, n, L: tl.constexpr, BLOCK: tl.constexpr):
+def _assign(w_ptr, c_ptr, out_ptr, idx_ptr, n, scale, qmin, qmax, M,
+            HAS_GRID: tl.constexpr, ZERO: tl.constexpr, LP: tl.constexpr, BLOCK: tl.constexpr):
+    """Every weight's level: its sorted position is the number of midpoints below it (bucketize)."""
+    k, v, rank, nxt, g, L = _levels(c_ptr, scale, qmin, qmax, M, HAS_GRID, ZERO, LP)
+    mid = tl.where(rank < L - 1, (nxt + v) * 0.5, float("inf"))   # the midpoint above each level
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < n
     w = tl.load(w_ptr + offs, mask=ok, other=0.0)
-    pos = tl.zeros([BLOCK], dtype=tl.int32)
-    for k in tl.static_range(L - 1):
-        pos += (tl.load(mid_ptr + k) < w).to(tl.int32)
-    tl.store(out_ptr + offs, tl.load(srt_ptr + pos), mask=ok)
-    tl.store(idx_ptr + offs, tl.load(order_ptr + pos).to(tl.int8), mask=ok)
+    pos = tl.sum((mid[None, :] < w[:, None]).to(tl.int32), axis=1)           # (BLOCK,) sorted position
+    hit = rank[None, :] == pos[:, None]                                        # (BLOCK, LP) one-hot
+    tl.store(out_ptr + offs, tl.sum(tl.where(hit, v[None, :], 0.0), axis=1), mask=ok)
+    tl.store(idx_ptr + offs, tl.sum(tl.where(hit, k[None, :], 0), axis=1).to(tl.int8), mask=ok)
 
 
 @triton.jit
-def _level_grad(g_ptr, idx_ptr, part_ptr, n, per, LP: tl.constexpr, BLOCK: tl.constexpr):
+def _level_grad(g_ptr, idx_ptr, part_ptr, out_ptr, c_ptr, n, per, scale, qmin, qmax, M,
+                HAS_GRID: tl.constexpr, ZERO: tl.constexpr, ONE: tl.constexpr, LP: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """Each program sums the gradient per level over ``per`` blocks: into its row of ``part``, or,
+    as the only program (``ONE``), straight into the centroid gradient."""
     pid = tl.program_id(0)
     lv = tl.arange(0, LP)
     acc = tl.zeros([LP], dtype=tl.float32)
@@ -87,23 +89,43 @@ def _level_grad(g_ptr, idx_ptr, part_ptr, n, per, LP: tl.constexpr, BLOCK: tl.co
         g = tl.load(g_ptr + offs, mask=ok, other=0.0)
         i = tl.load(idx_ptr + offs, mask=ok, other=-1).to(tl.int32)
         acc += tl.sum(tl.where(i[:, None] == lv[None, :], g[:, None], 0.0), axis=0)
-    tl.store(part_ptr + pid * LP + lv, acc)
+    if ONE:
+        _centroid_grad(acc, out_ptr, c_ptr, scale, qmin, qmax, M, HAS_GRID, ZERO, LP)
+    else:
+        tl.store(part_ptr + pid * LP + lv, acc)
 
 
 @triton.jit
-def _finish(part_ptr, gmask_ptr, out_ptr, programs, scale, M, HAS_GRID: tl.constexpr, LP: tl.constexpr):
+def _finish(part_ptr, out_ptr, c_ptr, programs, scale, qmin, qmax, M,
+            HAS_GRID: tl.constexpr, ZERO: tl.constexpr, LP: tl.constexpr):
     lv = tl.arange(0, LP)
     acc = tl.zeros([LP], dtype=tl.float32)
     for p in range(programs):
         acc += tl.load(part_ptr + p * LP + lv)
-    if HAS_GRID:   # values = integers * scale, integers = round_ste(c / scale): d/dc = (g * s) / s
+    _centroid_grad(acc, out_ptr, c_ptr, scale, qmin, qmax, M, HAS_GRID, ZERO, LP)
+
+
+@triton.jit
+def _centroid_grad(acc, out_ptr, c_ptr, scale, qmin, qmax, M, HAS_GRID: tl.constexpr, ZERO: tl.constexpr,
+                   LP: tl.constexpr):
+    """values = integers * scale, integers = clamp(round_ste(c / scale)): d/dc = (g * s) / s where the
+    rounded value lies inside the grid, else 0."""
+    k, v, rank, nxt, g, L = _levels(c_ptr, scale, qmin, qmax, M, HAS_GRID, ZERO, LP)
+    if HAS_GRID:
         acc = tl.div_rn(acc * scale, scale)
-    acc = acc * tl.load(gmask_ptr + lv, mask=lv < M, other=0.0)
-    tl.store(out_ptr + lv, acc, mask=lv < M)
+    tl.store(out_ptr + k, acc * g, mask=k < M)
 
 
 def _lp(L: int) -> int:
     return max(triton.next_power_of_2(L), 2)
+
+
+def _block(lp: int) -> int:
+    """Weights per program: a (BLOCK, LP) comparison stays at 8,192 values."""
+    return max(BLOCK * 8 // lp, 128)
+
+
+SINGLE = 2 ** 20           # up to this many weights the gradient sum is one program (one launch)
 
 
 class HardQuantize(torch.autograd.Function):
@@ -113,39 +135,37 @@ class HardQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows, centers, scale, grid, zero):
         M = centers.shape[-1]
-        L = M + int(zero)
-        LP = _lp(L)
-        dev = rows.device
-        srt = torch.empty(L, device=dev, dtype=torch.float32)
-        order = torch.empty(L, device=dev, dtype=torch.int32)
-        mid = torch.empty(max(L - 1, 1), device=dev, dtype=torch.float32)
-        gmask = torch.empty(M, device=dev, dtype=torch.float32)
         has_grid = scale is not None
         qmin, qmax = grid if has_grid else (0, 0)
-        _levels[(1,)](centers.detach().float().contiguous(), srt, order, mid, gmask, float(scale or 1.0),
-                      float(qmin), float(qmax), M, HAS_GRID=has_grid, ZERO=int(zero), LP=LP, enable_fp_fusion=False)
+        meta = dict(HAS_GRID=has_grid, ZERO=int(zero), LP=_lp(M + int(zero)))
+        args = (float(scale or 1.0), float(qmin), float(qmax), M)
+        c = centers.detach().float().contiguous()
         w = rows.detach().float().contiguous()
         n = w.numel()
         out = torch.empty_like(w)
-        idx = torch.empty(w.shape, device=dev, dtype=torch.int8)
-        _assign[(triton.cdiv(n, BLOCK),)](w, srt, order, mid, out, idx, n, L=L, BLOCK=BLOCK, enable_fp_fusion=False)
-        ctx.save_for_backward(idx, gmask)
-        ctx.meta = (M, LP, float(scale or 1.0), has_grid)
+        idx = torch.empty(w.shape, device=w.device, dtype=torch.int8)
+        block = _block(meta["LP"])
+        _assign[(triton.cdiv(n, block),)](w, c, out, idx, n, *args, **meta, BLOCK=block, enable_fp_fusion=False)
+        ctx.save_for_backward(idx, c)
+        ctx.meta, ctx.args = meta, args
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        idx, gmask = ctx.saved_tensors
-        M, LP, scale, has_grid = ctx.meta
+        idx, c = ctx.saved_tensors
+        meta, args = ctx.meta, ctx.args
         g = grad.contiguous().float()
         n = g.numel()
-        blocks = triton.cdiv(n, BLOCK)
-        programs = min(blocks, MAX_PROGRAMS)
+        block = _block(meta["LP"])
+        blocks = triton.cdiv(n, block)
+        programs = 1 if n <= SINGLE else min(blocks, MAX_PROGRAMS)
         per = triton.cdiv(blocks, programs)
-        part = torch.empty((programs, LP), device=g.device, dtype=torch.float32)
-        _level_grad[(programs,)](g, idx, part, n, per, LP=LP, BLOCK=BLOCK)
-        gc = torch.empty((1, M), device=g.device, dtype=torch.float32)
-        _finish[(1,)](part, gmask, gc, programs, scale, M, HAS_GRID=has_grid, LP=LP, enable_fp_fusion=False)
+        gc = torch.empty((1, args[-1]), device=g.device, dtype=torch.float32)
+        part = gc if programs == 1 else torch.empty((programs, meta["LP"]), device=g.device, dtype=torch.float32)
+        _level_grad[(programs,)](g, idx, part, gc, c, n, per, *args, **meta, ONE=programs == 1, BLOCK=block,
+                                 enable_fp_fusion=False)
+        if programs > 1:
+            _finish[(1,)](part, gc, c, programs, *args, **meta, enable_fp_fusion=False)
         return grad, gc, None, None, None
 
 

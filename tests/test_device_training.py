@@ -133,18 +133,22 @@ def test_tied_codebook_levels_send_their_gradient_to_the_lowest_index():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible: the Triton quantizer runs only on CUDA")
-def test_the_triton_hard_quantizer_matches_the_torch_path_on_a_gpu():
+def test_the_triton_hard_quantizer_matches_the_torch_path_on_a_gpu(monkeypatch):
     from spikefit.quantizers import fused_hard
 
     assert fused_hard(torch.zeros(1, device="cuda"), 5), "a GPU is visible but the Triton quantizer cannot load"
+    import spikefit.quant_triton as QT
+
     g = torch.Generator().manual_seed(4)
-    for M, zero, bits in [(4, True, 8), (4, False, 8), (7, True, 4), (16, True, 8), (3, True, None), (1, True, 8)]:
+    cases = [(4, True, 8), (4, False, 8), (7, True, 4), (16, True, 8), (3, True, None), (1, True, 8), (31, True, 8)]
+    for (M, zero, bits), single in zip(cases, [QT.SINGLE, 100] * 4):   # one program, or partial sums
+        monkeypatch.setattr(QT, "SINGLE", single)
         w = torch.randn(300, 37, generator=g) * 0.1
         up = torch.randn(300, 37, generator=g)
         out = []
         for dev in ("cpu", "cuda"):
             q = _quantizer(M, zero, bits, M).to(dev)
-            x = w.to(dev).requires_grad_()
+            x = w.clone().to(dev).requires_grad_()
             y = q(x)
             (y * up.to(dev)).sum().backward()
             out.append((y.detach().cpu(), x.grad.cpu(), q.codebook.centers.grad.cpu()))
