@@ -192,6 +192,8 @@ class LIF(nn.Module):
 
     def forward(self, a: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
         """Synaptic input a (t, b, *shape) -> spikes (t, b, *shape) (spike counts with a multi-spike chip neuron)."""
+        if a.dtype != torch.float32:   # a bfloat16 matmul under autocast: the membrane integrates in float32
+            a = a.float()
         if self.delay:
             a = torch.cat([torch.zeros_like(a[:self.delay]), a[:-self.delay]]) if a.shape[0] > self.delay \
                 else torch.zeros_like(a)

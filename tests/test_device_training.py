@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from spikefit import devices, fsc
-from spikefit.errors import DeviceError
+from spikefit.errors import DeviceError, TrainingError
 from spikefit.lifscan import lif_scan
 from spikefit.nn import LIF, SNN, Conv, Flatten, Linear, Pool, Probe
 
@@ -336,3 +336,34 @@ def test_event_digits_are_on_off_frames_of_moving_digits():
     rate = ds.x_train.mean()
     assert 0.01 < rate < 0.3                        # edges of moving strokes, not the whole frame
     assert ds.x_train[:, :, 0].sum() > 0 and ds.x_train[:, :, 1].sum() > 0   # ON and OFF events
+
+
+# -- mixed precision -------------------------------------------------------------------------------
+
+def test_a_codebook_network_on_spikes_computes_the_same_in_bfloat16():
+    from spikefit import cat as C
+    from spikefit.training.loop import autocast
+
+    model = SNN.mlp(30, [40], 5, dv=0.125, seed=3)
+    C.attach_cat(model, C.CatSpec(4, "layer", 8, "layer", "hard", True))
+    C.harden(model)
+    x = (torch.rand(12, 16, 30, generator=torch.Generator().manual_seed(5)) < 0.3).float()
+    ref = model(x)
+    with autocast(torch.device("cpu"), "bf16"):
+        low = model(x)
+    assert low.dtype == torch.float32 and torch.equal(ref, low)   # codebook values and spikes are exact in bf16
+
+
+def test_bf16_training_steps_learn_like_float32_and_bad_precision_is_one_line():
+    from spikefit.baselines import run_method
+    from spikefit.training.config import FitConfig
+
+    cfg = dict(train_limit=256, test_limit=120, warmup_epochs=4, cat_epochs=0, prune_rounds=0, finetune_epochs=0,
+               device="cpu", deploy=False, threads=1)
+    full = run_method("float", "digits", None, 0.0, 0, FitConfig(**cfg))
+    low = run_method("float", "digits", None, 0.0, 0, FitConfig(**cfg, precision="bf16"))
+    assert full["accuracy"] > 0.5 and abs(full["accuracy"] - low["accuracy"]) < 0.1
+    with pytest.raises(TrainingError, match=r"^unknown precision 'fp16'; use one of fp32, bf16$"):
+        FitConfig(precision="fp16")
+    r = invoke("fit", "--target", "loihi2", "--dataset", "digits", "--precision", "fp16")
+    assert r.exit_code == 2 and "'fp16' is not one of 'fp32', 'bf16'" in r.output

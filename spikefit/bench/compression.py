@@ -61,11 +61,11 @@ def _methods(text: str) -> list[str]:
 
 
 def build_config(preset: str, epochs: int | None, train_limit: int | None, test_limit: int | None,
-                 device: str = "cpu", hidden: tuple[int, ...] | None = None):
+                 device: str = "cpu", hidden: tuple[int, ...] | None = None, precision: str = "fp32"):
     from ..trainer import FitConfig
 
     over = {"train_limit": train_limit, "test_limit": test_limit, "threads": 1, "deploy": False, "device": device,
-            "hidden": hidden}
+            "hidden": hidden, "precision": precision}
     if epochs is not None:
         over.update(warmup_epochs=epochs, cat_epochs=epochs, prune_epochs=epochs, finetune_epochs=epochs)
     return FitConfig.preset(preset, **over)
@@ -110,12 +110,14 @@ def build_config(preset: str, epochs: int | None, train_limit: int | None, test_
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.option("--hidden", default=None, help="Hidden layer widths of the dataset's network, comma-separated "
               "(e.g. 1024; default: the dataset's own). Files are named compression_<dataset>-h<widths>.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="Training steps' matmuls in float32 or bfloat16 (autocast; FitConfig.precision).")
 @click.option("--device", default="cpu", show_default=True,
               help="Training device of every cell (FitConfig.device: auto, cpu, cuda, cuda:N); these networks are "
                    "small: the CPU with --jobs processes is the fast choice.")
 def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation, jobs, preset, epochs,
                 train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet, hidden,
-                device):
+                precision, device):
     """Accuracy of compression methods (CAT, k-means, uniform, LSQ, DKM, k-means QAT, ternary; FSC, GMP,
     SNIP, rewiring, magnitude, random pruning; the equal-synapse dense network) over M and sparsity in
     one harness, mean ± std over seeds, with the targets checked."""
@@ -127,7 +129,7 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
             raise BenchError(f"{str(from_json)!r} is not a report of 'spikefit bench compression'; pass the "
                              "compression_<dataset>.json it wrote") from None
     else:
-        config = build_config(preset, epochs, train_limit, test_limit, device, _widths(hidden))
+        config = build_config(preset, epochs, train_limit, test_limit, device, _widths(hidden), precision)
         log = None if quiet else (lambda msg: click.echo(msg, err=True))
         report = run_benchmark(dataset, _methods(methods), _ints(Ms, "--M"), _floats(sparsity, "--sparsity"), seeds,
                                scope, prune_m, jobs, config, timing_steps, cache, neuron_row, log,
@@ -139,6 +141,8 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
             report["command"] += f" --energy-targets {energy_targets}"
         if hidden:
             report["command"] += f" --hidden {hidden}"
+        if precision != "fp32":
+            report["command"] += f" --precision {precision}"
         if device != "cpu":
             report["command"] += f" --device {device}"
     if out is not None:

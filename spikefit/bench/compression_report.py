@@ -90,6 +90,8 @@ def markdown(report: dict) -> str:
     env = report["environment"]
     hidden = (report.get("config") or {}).get("hidden")
     net = f"hidden layers {' x '.join(map(str, hidden))}" if hidden else "the dataset's default network"
+    if (report.get("config") or {}).get("precision", "fp32") != "fp32":
+        net += ", bfloat16 training steps"
     head = [f"# Compression benchmark: {report['dataset']}, {net}", "",
             f"Preset `{report['preset']}`; seeds {', '.join(map(str, report['seeds']))}; "
             f"{report['cells']} runs in {report['seconds']:.0f} s with {report['jobs']} jobs on "
@@ -172,9 +174,11 @@ def plots(report: dict, out: Path) -> list[Path]:
 
 def stem(report: dict) -> str:
     """The report's file stem: the dataset, with ``-h<widths>`` when ``--hidden`` changed its network
-    (``mnist1d-h1024``)."""
-    hidden = (report.get("config") or {}).get("hidden")
-    return report["dataset"] + (f"-h{'x'.join(str(h) for h in hidden)}" if hidden else "")
+    (``mnist1d-h1024``) and ``-bf16`` when its steps ran in bfloat16."""
+    config = report.get("config") or {}
+    hidden = config.get("hidden")
+    return (report["dataset"] + (f"-h{'x'.join(str(h) for h in hidden)}" if hidden else "")
+            + ("-bf16" if config.get("precision", "fp32") != "fp32" else ""))
 
 
 FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("snip", "fsc-ema", "fsc-gmp"),

@@ -3,7 +3,8 @@
 For each workload (:mod:`spikefit.bench.train_models`) and device it times, on the same network,
 data, batch and T: spikefit's float step, its CAT step (M = 4 per layer, hard), its CAT + FSC step
 (90 % of the synapses pruned by FSC: masked weights), snnTorch's float step and SpikingJelly's
-(each where installed), and FSC's Fisher scoring (samples per second). Each figure is the median of
+(each where installed), spikefit's float and CAT steps under bfloat16 autocast (``-bf16``, GPUs only)
+and FSC's Fisher scoring (samples per second). Each figure is the median of
 ``--reps`` timed steps after ``--warmup`` untimed ones, with the device synchronised around each
 step. ``--processes 1,2`` adds data-parallel fits of the conv network (:mod:`spikefit.bench.ddp_fit`).
 The targets of docs/training.md are checked on what was measured and printed with the figures.
@@ -14,6 +15,7 @@ import json
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import click
@@ -23,10 +25,12 @@ from .. import cat as C
 from .. import devices, fsc
 from ..errors import SpikefitError
 from ..nn import count_loss
+from ..training.loop import autocast
 from . import train_models as W
 
 # the peers right after spikefit's float step: a run cut short by a time limit has the side-by-side rows first
-IMPLS = ("spikefit-float", "snntorch-float", "spikingjelly-float", "spikefit-cat", "spikefit-cat-fsc")
+IMPLS = ("spikefit-float", "snntorch-float", "spikingjelly-float", "spikefit-cat", "spikefit-cat-fsc",
+         "spikefit-float-bf16", "spikefit-cat-bf16")   # -bf16: the same step under bfloat16 autocast
 DEFAULT_WORKLOADS = "mlp-256,mlp-1024,mlp-4096,conv,lif-512,lif-4096,lif-16384"
 FISHER_SAMPLES = 64
 SPARSITY = 0.9
@@ -74,6 +78,7 @@ def inputs(w: W.Workload, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def build(impl: str, w: W.Workload, x: torch.Tensor, y: torch.Tensor, device: torch.device):
     """(module to call, model whose masks to re-apply or None), or None when the peer is missing."""
     model = W.spikefit_model(w)
+    impl = impl.removesuffix("-bf16")
     if impl.startswith("spikefit"):
         if impl != "spikefit-float":
             C.attach_cat(model, C.CatSpec(4, "layer", 8, "layer", "hard", True))
@@ -86,19 +91,23 @@ def build(impl: str, w: W.Workload, x: torch.Tensor, y: torch.Tensor, device: to
     return None if net is None else (net.to(device), None)
 
 
-def step_fn(net, model, w: W.Workload, x, y):
+def step_fn(net, model, w: W.Workload, x, y, precision: str = "fp32"):
     params = [p for p in net.parameters() if p.requires_grad]
+    amp = partial(autocast, x.device, precision)
     if not w.full_step:  # forward + backward of the spikes only (the kernel benchmark)
         def step():
             for p in params:
                 p.grad = None
-            net(x).sum().backward()
+            with amp():
+                s = net(x).sum()
+            s.backward()
         return step
     opt = torch.optim.Adam(params, lr=1e-3)
     scale = 8.0 / w.steps
 
     def step():
-        loss = count_loss(net(x), y, scale)
+        with amp():
+            loss = count_loss(net(x), y, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -145,7 +154,7 @@ def measure(workloads: list[W.Workload], devs: list[torch.device], impls=IMPLS, 
         for dev in devs:
             x, y = x_cpu.to(dev), y_cpu.to(dev)
             for impl in impls:
-                if impl == "spikefit-cat-fsc" and w.kind == "lif":
+                if impl == "spikefit-cat-fsc" and w.kind == "lif" or impl.endswith("-bf16") and dev.type == "cpu":
                     continue  # one layer, no labels: FSC has nothing to rank by
                 built = build(impl, w, xf if impl == "spikefit-cat-fsc" else x_cpu,
                               yf if impl == "spikefit-cat-fsc" else y_cpu, dev)
@@ -154,7 +163,8 @@ def measure(workloads: list[W.Workload], devs: list[torch.device], impls=IMPLS, 
                     continue
                 net, model = built
                 try:
-                    sec = timed(step_fn(net, model, w, x, y), dev, warmup, reps)
+                    sec = timed(step_fn(net, model, w, x, y, "bf16" if impl.endswith("-bf16") else "fp32"),
+                                dev, warmup, reps)
                 except torch.OutOfMemoryError:
                     log(f"  {w.name:10s} {str(dev):7s} {impl:20s} out of memory")
                     torch.cuda.empty_cache()

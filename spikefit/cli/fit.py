@@ -59,10 +59,13 @@ def _epochs(value: str | None) -> dict:
               help="Samples per step (default 64); under torchrun each step's batch is split across the processes.")
 @click.option("--device", default="auto", show_default=True,
               help="Where to train: auto (the first visible GPU, else the CPU), cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: training steps' matmuls and convolutions in bfloat16 (autocast); neurons, loss and "
+                   "optimizer stay float32.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding, init, out, force, resume, seed,
-        preset, epochs, steps, cat_mode, batch_size, device, quiet, as_json):
+        preset, epochs, steps, cat_mode, batch_size, device, precision, quiet, as_json):
     """Fit a spiking network to a chip: float warm-up, Clusterization-Aware Training, Fisher Spike
     Contribution pruning, fine-tuning, then verify and the fixed-point emulator."""
     from contextlib import nullcontext
@@ -95,7 +98,7 @@ def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding
     data = load_file(data_file, layout) if data_file else load_dataset(dataset, root=data_dir, steps=steps)
     if layout and dataset and layout != data.layout:
         raise DatasetError(f"dataset {dataset!r} is a {data.layout} dataset; drop --layout")
-    overrides = {"seed": seed, "device": device, **_epochs(epochs)}
+    overrides = {"seed": seed, "device": device, "precision": precision, **_epochs(epochs)}
     if batch_size:
         overrides["batch_size"] = batch_size
     if init is not None and "warmup_epochs" in overrides:  # a given model's float fine-tune before CAT

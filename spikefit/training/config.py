@@ -50,6 +50,8 @@ class FitConfig:
     seed: int = 0                          # model init, spikes, order: same seed, same result
     threads: int | None = None             # torch threads; None keeps torch's default
     device: str = "auto"                   # "auto" (the first visible GPU, else the CPU), "cpu", "cuda", "cuda:N"
+    precision: str = "fp32"                # "bf16": matmuls and convolutions of training steps in bfloat16
+                                           # (autocast; neurons, loss and optimizer stay float32)
     deploy: bool = True                    # measure deployed accuracy on the fixed-point emulator
 
     def __post_init__(self):
@@ -65,6 +67,8 @@ class FitConfig:
                   "finetune_epochs"):
             if getattr(self, f) < 0:
                 raise TrainingError(f"{f} {getattr(self, f)} must be 0 or more")
+        if self.precision not in PRECISIONS:
+            raise TrainingError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if not isinstance(self.device, str) or not self.device:
             raise TrainingError(f"device {self.device!r} must be a string: auto, cpu, cuda or cuda:N")
         if self.batch_size < 1:
@@ -93,6 +97,7 @@ class FitConfig:
 
 
 SCORERS = ("fsc", "magnitude", "random")
+PRECISIONS = ("fp32", "bf16")
 ENCODINGS = ("rate", "current")
 CURRENT_CONVENTIONS = ("snntorch", "norse-1.1")  # libraries whose models take static inputs as currents
 

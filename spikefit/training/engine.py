@@ -183,7 +183,7 @@ class Engine:
         on_step = stage.on_step(self, epoch, epochs, x.shape[1])
         timer = self.timers.setdefault(stage.name, [])
         return train_epoch(self.model, x, self.data.y_train, self.opt, cfg.batch_size, self.logit_scale, gen,
-                           on_step, timer, self.step_model, self.world)
+                           on_step, timer, self.step_model, self.world, cfg.precision)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_extra(self) -> dict:

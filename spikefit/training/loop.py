@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import numpy as np
@@ -50,14 +50,16 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 def train_epoch(model: SNN, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, batch_size: int,
                 logit_scale: float, gen: torch.Generator, on_step: Callable[[], None] | None = None,
-                timer: list | None = None, step_model: torch.nn.Module | None = None, world=None) -> float:
+                timer: list | None = None, step_model: torch.nn.Module | None = None, world=None,
+                precision: str = "fp32") -> float:
     """One epoch over spikes x (t, N, n) in the order ``gen`` draws; returns the mean loss. Masks are
     re-applied after every step so pruned weights stay exactly zero.
 
     ``x`` and ``y`` may live on the host: each batch moves to the model's device. The loss is summed
     on the device and read once, at the end of the epoch: no step waits for the host. ``step_model``
     (DDP over ``model``) and ``world`` split each global batch across processes
-    (:mod:`spikefit.training.distributed`)."""
+    (:mod:`spikefit.training.distributed`). ``precision`` "bf16" runs the forward pass under
+    :func:`autocast` (bfloat16 matmuls and convolutions)."""
     model.train()
     net = step_model or model
     device = next(model.parameters()).device
@@ -78,11 +80,12 @@ def train_epoch(model: SNN, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.O
         xb = x[:, idx].to(device, non_blocking=True)
         yb = y[idx.to(y.device)].to(device, non_blocking=True)
         try:
-            out = net(xb)                                                  # (t, b, n_out)
-            if world is not None and world.active:   # this process's share of the global batch's mean
-                loss = count_loss(out, yb, logit_scale, reduction="sum") * (world.size / len(idx_global))
-            else:
-                loss = count_loss(out, yb, logit_scale)
+            with autocast(device, precision):
+                out = net(xb)                                              # (t, b, n_out)
+                if world is not None and world.active:   # this process's share of the global batch's mean
+                    loss = count_loss(out, yb, logit_scale, reduction="sum") * (world.size / len(idx_global))
+                else:
+                    loss = count_loss(out, yb, logit_scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
         except torch.OutOfMemoryError as e:
@@ -106,6 +109,15 @@ def train_epoch(model: SNN, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.O
     if timer is not None and device.type != "cpu" and steps:  # the device's step time, without a wait per step
         timer.extend([(time.perf_counter() - t_epoch) / steps] * steps)
     return mean
+
+
+def autocast(device: torch.device, precision: str):
+    """bfloat16 autocast for ``precision`` "bf16" (matmuls and convolutions; spikes, which are 0 and 1, and
+    weights on a codebook of at most 8 significant bits are exact in it, and products accumulate in
+    float32), else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def out_of_memory(device: torch.device, batch_size: int, error: Exception):
