@@ -29,7 +29,8 @@ measures test accuracy. Methods:
 ``fsc-ema``    CAT + FSC with Fisher scores averaged (EMA) over the pruning rounds' epochs
 ``fsc-gmp``    CAT + FSC on the cubic schedule of ``gmp``, re-scored at the end of every epoch
 ``fsc-regrow`` CAT + FSC rounds; in every recovery epoch low-F_ij synapses swap for high-|dL/dw| dormant ones
-``dense``      CAT on the dense network whose hidden width has the synapses left at ``sparsity``
+``dense``      CAT on the dense network whose hidden width (channel counts of a conv default, all scaled by
+               one factor) has the synapses left at ``sparsity`` (a convolution's weights: its kernel entries)
 =============  ==================================================================================
 
 Quantization methods prune with FSC when ``sparsity > 0``. Pruning is iterative: ``prune_rounds``
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import replace
+from functools import partial
 
 import torch
 
@@ -47,11 +49,11 @@ from . import fsc
 from .datasets import encode, load_dataset
 from .errors import TrainingError
 from .nn import count_loss
-from .training.config import DEFAULT_HIDDEN, FitConfig, steps_for
+from .training.config import FitConfig, default_hidden, default_synapses, steps_for
 from .training.engine import Engine, TrainData
 from .training.loop import deterministic, make_optimizer
 from .training.stages import Compress, KMeansAfter, SparsityPrune, Stage, Warmup
-from .compress.pruners import equal_width, synapse_count
+from .compress.pruners import equal_width
 from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire, ScoredPrune
 from .trainer import default_model
 
@@ -134,9 +136,10 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
     steps = steps_for(ds, cfg)
     train_sparsity = sparsity
     if method == "dense":  # the capacity reference: as many synapses as the pruned network keeps, all dense
-        hidden = tuple(cfg.hidden or DEFAULT_HIDDEN.get(ds.name, (128,)))
-        full = synapse_count(ds.n_inputs, hidden, ds.n_classes)
-        cfg = replace(cfg, hidden=equal_width(ds.n_inputs, hidden, ds.n_classes, int(round(full * (1 - sparsity)))))
+        hidden = default_hidden(ds, cfg)          # widths, or channel counts of a conv default
+        count = partial(default_synapses, ds)      # weights: kernel entries of a convolution, as fsc.sparsity
+        budget = int(round(count(hidden) * (1 - sparsity)))
+        cfg = replace(cfg, hidden=equal_width(ds.n_inputs, hidden, ds.n_classes, budget, count=count))
         train_sparsity = 0.0
     with deterministic(threads or cfg.threads):
         torch.manual_seed(seed)
@@ -154,7 +157,8 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
             "zero": zero if method not in ("float", "uniform", "ternary", "lsq") else None,
             "fsc_neurons": fsc_neurons if method.startswith("fsc") and train_sparsity else None,
             "allocation": (allocation or ALLOCATION.get(method, ALLOCATION[pruned])) if train_sparsity else None,
-            "hidden": [p.size for p in engine.model.populations()[:-1]],
+            "hidden": [p.size for p in engine.model.populations()[:-1]],       # neurons per hidden layer
+            "shapes": [list(p.shape) for p in engine.model.populations()[:-1]],  # (channels, h, w) of a conv layer
             "synapses": sum(s.nonzero() for s in engine.model.synapses()),
             "accuracy": acc, "float_accuracy": engine.state.accuracy["float"],
             "step_time": statistics.median(times) if times else None,

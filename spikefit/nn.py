@@ -314,6 +314,25 @@ class SNN(nn.Module):
             stages.append(LIF(f"lif{k}", (b,), du, dv, vth, bias=bias, recurrent=rec))
         return cls(stages, (n_in,))
 
+    @classmethod
+    def convnet(cls, input_shape, channels: list[int], strides: list[int], n_out: int, kernel: int = 3,
+                padding: int = 1, du: float = 1.0, dv: float = 0.0, vth: float = 1.0, gain: float = 1.0,
+                seed: int = 0) -> "SNN":
+        """Input (c, h, w) -> [conv_k (kernel, stride_k, padding) -> lif_k]* -> flatten -> fc -> output."""
+        if len(channels) != len(strides) or not channels:
+            raise ModelError(f"channels {list(channels)} and strides {list(strides)} must be non-empty and of one length")
+        g = torch.Generator().manual_seed(seed)
+        shape = tuple(int(v) for v in input_shape)
+        stages: list[nn.Module] = []
+        for k, (c, s) in enumerate(zip(channels, strides), start=1):
+            conv = Conv(f"conv{k}", shape, int(c), kernel, s, padding, gain=gain, generator=g)
+            shape = conv.output_shape
+            stages += [conv, LIF(f"lif{k}", shape, du, dv, vth)]
+        k = len(channels) + 1
+        stages += [Flatten("flat", shape), Linear(f"fc{k}", int(np.prod(shape)), n_out, gain=gain, generator=g),
+                   LIF(f"lif{k}", (n_out,), du, dv, vth)]
+        return cls(stages, tuple(int(v) for v in input_shape))
+
     # -- queries -----------------------------------------------------------------------------
     def walk(self):
         """Every stage and every recurrent connection, in order."""

@@ -34,8 +34,8 @@ from .nn import SNN, set_neuron_model
 from .placement import place
 from .training.checkpoint import (CHECKPOINT, atomic_save, atomic_write_text, load_checkpoint, load_network,
                                   resume_point_exists)
-from .training.config import (CURRENT_CONVENTIONS, DEFAULT_HIDDEN, DEFAULT_STEPS, ENCODINGS, SCORERS, FitConfig,
-                              steps_for)
+from .training.config import (CURRENT_CONVENTIONS, DEFAULT_CONV, DEFAULT_HIDDEN, DEFAULT_STEPS, ENCODINGS,  # noqa: F401
+                              SCORERS, FitConfig, default_hidden, default_synapses, steps_for)
 from .training import distributed
 from .training.engine import Engine, FitInterrupted, TrainData
 from .datasets import encode  # noqa: F401  (re-exported: spikefit.trainer is the fit's public module)
@@ -49,13 +49,20 @@ PER_CORE = ("synapses_per_core", "axons_per_core", "fan_out", "fan_out_cores", "
 
 
 def default_model(dataset: Dataset, config: FitConfig, target=None) -> SNN:
-    """The per-dataset default architecture (IF neurons when the target runs no leaky model)."""
-    hidden = list(config.hidden or DEFAULT_HIDDEN.get(dataset.name, (128,)))
+    """The per-dataset default architecture (IF neurons when the target runs no leaky model): an MLP of
+    ``DEFAULT_HIDDEN`` widths, or for a dataset in ``DEFAULT_CONV`` (digits-image) convolutions of
+    ``DEFAULT_HIDDEN`` channels and a dense readout (``spikefit.training.config``)."""
+    hidden = list(default_hidden(dataset, config))
     dv = config.dv
     if target is not None and not target.neuron.runs("lif"):
         dv = 0.0
-    model = SNN.mlp(dataset.n_inputs, hidden, dataset.n_classes, du=config.du, dv=dv, vth=config.vth,
-                    seed=config.seed)
+    conv = DEFAULT_CONV.get(dataset.name)
+    if conv is not None:
+        model = SNN.convnet(dataset.input_shape, hidden, list(conv.strides), dataset.n_classes, conv.kernel,
+                            conv.padding, du=config.du, dv=dv, vth=config.vth, seed=config.seed)
+    else:
+        model = SNN.mlp(dataset.n_inputs, hidden, dataset.n_classes, du=config.du, dv=dv, vth=config.vth,
+                        seed=config.seed)
     return chip_neurons(model, target)
 
 

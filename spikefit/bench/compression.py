@@ -73,7 +73,8 @@ def build_config(preset: str, epochs: int | None, train_limit: int | None, test_
 
 
 @click.command("compression")
-@click.option("--dataset", type=click.Choice(["digits", "mnist1d"]), default="digits", show_default=True)
+@click.option("--dataset", type=click.Choice(["digits", "mnist1d", "digits-image"]), default="digits", show_default=True,
+              help="digits and mnist1d train their MLP default, digits-image its convolutional one.")
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True, help="Comma-separated methods.")
 @click.option("--M", "Ms", default="2,4,8,16", show_default=True, help="Codebook sizes of the quantization methods.")

@@ -11,7 +11,8 @@ The grid (:func:`plan`):
   non-zero ``--sparsity`` levels at M = ``--prune-m``; their dense point (sparsity 0) is the ``cat``
   cell at that M, which is the same training (a pruner differs only once it prunes);
 * ``dense`` x the non-zero sparsity levels: CAT at M = ``--prune-m`` on the dense network whose
-  hidden width keeps as many synapses as the pruned networks (the capacity reference);
+  hidden width (channel counts of the digits-image conv network) keeps as many synapses as the pruned
+  networks (the capacity reference);
 * with ``--scope layer``: one CAT row at M = ``--prune-m`` with one codebook per neuron (TrueNorth).
 
 Cells run in ``--jobs`` processes, each with one torch thread; every cell is seeded, so the

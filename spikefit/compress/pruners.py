@@ -14,7 +14,8 @@
 * :func:`dense_gradient` and :func:`regrow`: RigL-style regrowth (Evci et al. 2020) after FSC pruning:
   the ``k`` active synapses of lowest score go dormant and the ``k`` dormant ones with the largest
   ``|dL/dw~|`` (the loss gradient of the effective weight, pruned entries included) come back at 0.
-* :func:`equal_width`: hidden widths of the dense network with (at most) a given number of synapses.
+* :func:`equal_width`: hidden widths (or channel counts) of the dense network with (at most) a given number of
+  synapses.
 """
 from __future__ import annotations
 
@@ -141,18 +142,30 @@ def synapse_count(n_in: int, hidden: tuple[int, ...], n_out: int) -> int:
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def equal_width(n_in: int, hidden: tuple[int, ...], n_out: int, synapses: int) -> tuple[int, ...]:
+def equal_width(n_in: int, hidden: tuple[int, ...], n_out: int, synapses: int,
+                count=None) -> tuple[int, ...]:
     """The hidden widths ``round(f * hidden)`` (every layer scaled by one factor ``f``, at least 1
-    neuron each) with the largest synapse count not above ``synapses``."""
-    if synapses < synapse_count(n_in, tuple(1 for _ in hidden), n_out):
-        raise TrainingError(f"{synapses} synapses are fewer than a network with one neuron per hidden layer has")
+    neuron each) with the largest synapse count not above ``synapses``.
+
+    :param count: the synapse count of a hidden-size tuple (default: the dense feed-forward
+        :func:`synapse_count` of ``n_in -> hidden -> n_out``); for a convolutional network, its
+        weights at those channel counts (:meth:`spikefit.training.config.ConvLayers.synapses`)."""
+    count = count or (lambda h: synapse_count(n_in, h, n_out))
+    ones = tuple(1 for _ in hidden)
+    if synapses < count(ones):
+        raise TrainingError(f"{synapses} synapses are fewer than a network with one neuron (channel) per hidden "
+                            f"layer has ({count(ones)}); raise the budget")
+
+    def scaled(f: float) -> tuple[int, ...]:
+        return tuple(max(1, round(f * h)) for h in hidden)
+
     lo, hi = 0.0, 1.0
-    while synapse_count(n_in, tuple(max(1, round(hi * h)) for h in hidden), n_out) <= synapses:
+    while count(scaled(hi)) <= synapses:
         hi *= 2
     for _ in range(60):
         mid = (lo + hi) / 2
-        if synapse_count(n_in, tuple(max(1, round(mid * h)) for h in hidden), n_out) <= synapses:
+        if count(scaled(mid)) <= synapses:
             lo = mid
         else:
             hi = mid
-    return tuple(max(1, round(lo * h)) for h in hidden)
+    return scaled(lo)

@@ -6,8 +6,50 @@ from dataclasses import asdict, dataclass, fields
 from ..datasets import Dataset
 from ..errors import DatasetError, TrainingError
 
-DEFAULT_HIDDEN = {"digits": (128,), "mnist1d": (256,)}  # one hidden layer: accurate, fast on 2 cores
-DEFAULT_STEPS = {"digits": 16, "mnist1d": 20}           # rate codes need ~16-20 steps to resolve intensities
+
+@dataclass(frozen=True)
+class ConvLayers:
+    """The hidden convolutions of a default convolutional network (channel counts come from
+    ``hidden``): square ``kernel``, one stride per layer, ``padding``; each convolution feeds a LIF
+    population, the last one's spikes are flattened into a dense readout."""
+
+    strides: tuple[int, ...]
+    kernel: int = 3
+    padding: int = 1
+
+    def __post_init__(self):
+        if not self.strides or min(self.strides) < 1 or self.kernel < 1 or self.padding < 0:
+            raise TrainingError(f"convolution layers {self} need one stride >= 1 per layer, kernel >= 1, padding >= 0")
+
+    def shapes(self, input_shape, channels) -> list[tuple[int, int, int]]:
+        """Output shape (c, h, w) of every convolution on ``input_shape`` (c, h, w)."""
+        _, h, w = input_shape
+        out = []
+        for c, s in zip(channels, self.strides):
+            h = (h + 2 * self.padding - self.kernel) // s + 1
+            w = (w + 2 * self.padding - self.kernel) // s + 1
+            if h < 1 or w < 1:
+                raise TrainingError(f"convolution layers {self} shrink input {tuple(input_shape)} to nothing; use "
+                                    "smaller strides or more padding")
+            out.append((int(c), h, w))
+        return out
+
+    def synapses(self, input_shape, channels, n_out: int) -> int:
+        """Weights of the network (kernel entries of every convolution, as :func:`spikefit.fsc.sparsity`
+        and ``Synapse.nonzero`` count them, plus the dense readout's)."""
+        c_in = [int(input_shape[0]), *channels[:-1]]
+        conv = sum(a * b * self.kernel ** 2 for a, b in zip(c_in, channels))
+        c, h, w = self.shapes(input_shape, channels)[-1]
+        return conv + c * h * w * int(n_out)
+
+
+# Per-dataset default networks. DEFAULT_HIDDEN: hidden layer sizes of an MLP, or the channel counts of
+# the datasets in DEFAULT_CONV (whose entry gives the convolutions' geometry).
+# digits-image: conv 1->16 3x3 pad 1 + LIF (16x8x8), conv 16->32 3x3 stride 2 pad 1 + LIF (32x4x4),
+# dense 512->10 + LIF: 144 + 4,608 + 5,120 = 9,872 weights (the digits MLP's 64*128 + 128*10 = 9,472).
+DEFAULT_HIDDEN = {"digits": (128,), "mnist1d": (256,), "digits-image": (16, 32)}
+DEFAULT_CONV = {"digits-image": ConvLayers(strides=(1, 2))}
+DEFAULT_STEPS = {"digits": 16, "mnist1d": 20, "digits-image": 16}  # rate codes need ~16-20 steps to resolve intensities
 MODES = ("hard", "soft")                                 # CAT assignment (spikefit.cat.MODES)
 
 
@@ -16,7 +58,8 @@ class FitConfig:
     """How to train. Defaults reach good accuracy on digits in ~15 s on 2 CPU cores."""
 
     # -- network (used when no model is given) ------------------------------------------------
-    hidden: tuple[int, ...] | None = None  # hidden layer sizes; None: per dataset (digits 128, mnist1d 256)
+    hidden: tuple[int, ...] | None = None  # hidden layer sizes (channel counts of a conv default, DEFAULT_CONV);
+                                           # None: per dataset (digits 128, mnist1d 256, digits-image 16, 32)
     steps: int | None = None               # time steps T; None: per dataset (digits 16, mnist1d 20; a sequence its own t)
     du: float = 1.0                        # u = this step's input: no current state to round (Lava du=4095)
     dv: float = 0.125                      # 512/4096: a mild leak; exact on 12-bit decays (IF when the chip lacks LIF)
@@ -57,6 +100,8 @@ class FitConfig:
     def __post_init__(self):
         if self.hidden is not None:
             self.hidden = tuple(int(h) for h in self.hidden)
+            if not self.hidden or min(self.hidden) < 1:
+                raise TrainingError(f"hidden {self.hidden} must list at least one layer size, each at least 1")
         if self.cat_mode not in MODES:
             raise TrainingError(f"unknown cat_mode {self.cat_mode!r}; use one of {', '.join(MODES)}")
         if self.prune_scorer not in SCORERS:
@@ -100,6 +145,27 @@ SCORERS = ("fsc", "magnitude", "random")
 PRECISIONS = ("fp32", "bf16")
 ENCODINGS = ("rate", "current")
 CURRENT_CONVENTIONS = ("snntorch", "norse-1.1")  # libraries whose models take static inputs as currents
+
+
+def default_hidden(dataset: Dataset, config: FitConfig) -> tuple[int, ...]:
+    """The hidden sizes of the dataset's default network: the config's, else the per-dataset default;
+    a convolutional default needs one channel count per convolution."""
+    hidden = tuple(config.hidden or DEFAULT_HIDDEN.get(dataset.name, (128,)))
+    conv = DEFAULT_CONV.get(dataset.name)
+    if conv is not None and len(hidden) != len(conv.strides):
+        raise TrainingError(f"hidden {hidden} gives {len(hidden)} channel counts but the default network of "
+                            f"{dataset.name!r} has {len(conv.strides)} convolutions; pass {len(conv.strides)} "
+                            f"(default {DEFAULT_HIDDEN[dataset.name]})")
+    return hidden
+
+
+def default_synapses(dataset: Dataset, hidden: tuple[int, ...]) -> int:
+    """Weights of the dataset's default network with ``hidden`` sizes (channel counts of a conv default)."""
+    conv = DEFAULT_CONV.get(dataset.name)
+    if conv is not None:
+        return conv.synapses(dataset.input_shape, hidden, dataset.n_classes)
+    sizes = [dataset.n_inputs, *hidden, dataset.n_classes]
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def steps_for(dataset: Dataset, config: FitConfig) -> int:
