@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from spikefit.bench.compression import Cell, check_targets, plan, summarize
 from spikefit.cli import cli
+from clitools import assert_one_line_error
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # One quantizer, one pruner, the float reference: tiny data, one epoch per stage, 1 pruning round.
@@ -177,3 +179,50 @@ def test_hidden_widths_change_the_network_and_name_the_files(tmp_path):
     assert (tmp_path / "compression_digits-h24.json").exists() and (tmp_path / "digits-h24_accuracy_vs_M.png").exists()
     bad = runner.invoke(cli, TINY + ["--hidden", "0,x"])
     assert bad.exit_code == 2 and "'0,x' is not a comma-separated list of positive layer widths, e.g. 1024" in bad.output
+
+
+def test_a_users_data_file_runs_the_grid_under_its_own_name(tmp_path):
+    rng = np.random.default_rng(0)
+    centers = rng.random((3, 20))
+    y = rng.integers(0, 3, 600)
+    x = np.clip(centers[y] + 0.1 * rng.standard_normal((600, 20)), 0, 1).astype(np.float32)
+    path = tmp_path / "sensors.npz"
+    np.savez(path, x_train=x[:520], y_train=y[:520], x_test=x[520:], y_test=y[520:])
+    args = ["bench", "compression", "--data", str(path), "--seeds", "1", "--methods", "float,cat,fsc", "--M", "4",
+            "--sparsity", "0,0.5", "--no-neuron-row", "--preset", "demo", "--epochs", "1", "--timing-steps", "2",
+            "--train-limit", "160", "--energy-targets", "none", "--quiet", "--json", "--out", str(tmp_path / "out")]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["dataset"] == "sensors" and {c["dataset"] for c in rep["results"]} == {"sensors"}
+    assert rep["command"].startswith(f"spikefit bench compression --data {path} --seeds 1")
+    assert rep["data_file"]["layout"] == "static" and len(rep["data_file"]["sha256"]) == 16
+    assert [(c["method"], c["hidden"]) for c in rep["results"]] == [("float", [128]), ("cat", [128]), ("fsc", [128])]
+    assert rep["results"][2]["measured_sparsity"] == pytest.approx(0.5, abs=0.01) and rep["speed"]["ratio"] > 0
+    assert (tmp_path / "out" / "compression_sensors.json").exists()
+
+
+def test_data_file_options_are_one_line_errors(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["bench", "compression", "--data", str(tmp_path / "none.npz")])
+    assert_one_line_error(r, r"data file '.*none\.npz' does not exist; pass an \.npz or HDF5 file")
+    (tmp_path / "d.npz").write_bytes(b"")
+    r = runner.invoke(cli, ["bench", "compression", "--dataset", "mnist1d", "--data", str(tmp_path / "d.npz")])
+    assert_one_line_error(r, r"pass --dataset mnist1d or --data .*d\.npz, not both")
+    r = runner.invoke(cli, ["bench", "compression", "--layout", "sequence"])
+    assert_one_line_error(r, r"--layout sequence goes with --data FILE")
+
+
+def test_a_data_file_too_small_for_the_timing_loop_reports_no_speed(tmp_path):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 120)
+    x = np.clip(y[:, None] * 0.6 + 0.2 * rng.random((120, 8)), 0, 1).astype(np.float32)
+    np.savez(tmp_path / "tiny.npz", x_train=x[:90], y_train=y[:90], x_test=x[90:], y_test=y[90:])
+    r = CliRunner().invoke(cli, ["bench", "compression", "--data", str(tmp_path / "tiny.npz"), "--seeds",
+                                                 "1", "--methods", "float,cat", "--M", "4", "--sparsity", "0",
+                                                 "--no-neuron-row", "--preset", "demo", "--epochs", "1",
+                                                 "--timing-steps", "2", "--energy-targets", "none", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["speed"] is None
+    assert "no step-time figure: the timing loop cycles over 8 batches of 64 training samples and this dataset " \
+           "has 90" in r.stderr

@@ -75,6 +75,11 @@ def build_config(preset: str, epochs: int | None, train_limit: int | None, test_
 @click.command("compression")
 @click.option("--dataset", type=click.Choice(["digits", "mnist1d", "digits-image"]), default="digits", show_default=True,
               help="digits and mnist1d train their MLP default, digits-image its convolutional one.")
+@click.option("--data", "data_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Your own dataset instead: an .npz / HDF5 file with x_train, y_train, x_test, y_test (as "
+                   "`spikefit fit --data`); its network is the default MLP (--hidden), files are named by its stem.")
+@click.option("--layout", type=click.Choice(["static", "sequence"]), default=None,
+              help="With --data: static inputs (rate-coded) or per-step frames; default: from the array shapes.")
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True, help="Comma-separated methods.")
 @click.option("--M", "Ms", default="2,4,8,16", show_default=True, help="Codebook sizes of the quantization methods.")
@@ -116,8 +121,8 @@ def build_config(preset: str, epochs: int | None, train_limit: int | None, test_
 @click.option("--device", default="cpu", show_default=True,
               help="Training device of every cell (FitConfig.device: auto, cpu, cuda, cuda:N); these networks are "
                    "small: the CPU with --jobs processes is the fast choice.")
-def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation, jobs, preset, epochs,
-                train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet, hidden,
+def compression(dataset, data_file, layout, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation,
+                jobs, preset, epochs, train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet, hidden,
                 precision, device):
     """Accuracy of compression methods (CAT, k-means, uniform, LSQ, DKM, k-means QAT, ternary; FSC, GMP,
     SNIP, rewiring, magnitude, random pruning; the equal-synapse dense network) over M and sparsity in
@@ -131,15 +136,27 @@ def compression(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_ro
                              "compression_<dataset>.json it wrote") from None
     else:
         config = build_config(preset, epochs, train_limit, test_limit, device, _widths(hidden), precision)
+        source = click.get_current_context().get_parameter_source("dataset")
+        if data_file is not None and source == click.core.ParameterSource.COMMANDLINE:
+            raise BenchError(f"pass --dataset {dataset} or --data {data_file}, not both")
+        if data_file is None and layout is not None:
+            raise BenchError(f"--layout {layout} goes with --data FILE; the embedded datasets have their own")
+        if data_file is not None:
+            from .compression_grid import DataFile
+
+            dataset = DataFile.of(data_file, layout)
         log = None if quiet else (lambda msg: click.echo(msg, err=True))
         report = run_benchmark(dataset, _methods(methods), _ints(Ms, "--M"), _floats(sparsity, "--sparsity"), seeds,
                                scope, prune_m, jobs, config, timing_steps, cache, neuron_row, log,
                                None if allocation == "default" else allocation, _energy_targets(energy_targets))
         report["preset"] = preset
-        report["command"] = _command(dataset, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation,
-                                     jobs, preset, epochs, train_limit, test_limit)
+        report["command"] = _command(report["dataset"], seeds, methods, Ms, sparsity, scope, prune_m, neuron_row,
+                                     allocation, jobs, preset, epochs, train_limit, test_limit)
         if energy_targets != "published":
             report["command"] += f" --energy-targets {energy_targets}"
+        if data_file is not None:
+            report["command"] = report["command"].replace(f"--dataset {report['dataset']}", f"--data {data_file}"
+                                                          + (f" --layout {layout}" if layout else ""), 1)
         if hidden:
             report["command"] += f" --hidden {hidden}"
         if precision != "fp32":

@@ -31,6 +31,7 @@ import os
 import platform
 import statistics
 import time
+from functools import lru_cache
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,6 +61,49 @@ TRAINER_SOURCES = ("baselines.py", "trainer.py", "training/engine.py", "training
 
 class BenchError(SpikefitError):
     """A benchmark option that cannot run."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A user's dataset file (``.npz`` / HDF5, as ``spikefit fit --data`` reads it) as the grid's
+    dataset: cells carry the path, and each worker process reads the file once. ``sha256`` ties
+    cached cells to the file's contents."""
+
+    path: str
+    layout: str | None = None
+    sha256: str = ""
+
+    @classmethod
+    def of(cls, path, layout: str | None = None) -> "DataFile":
+        p = Path(path)
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else ""
+        ref = cls(str(p.resolve()) if p.is_file() else str(p), layout, digest)
+        ref.load()   # a missing file or a bad array fails here, in one line, before any process starts
+        return ref
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+    def load(self):
+        return _read_file(self.path, self.layout)
+
+
+@lru_cache(maxsize=4)
+def _read_file(path: str, layout: str | None):
+    from ..datafiles import load_file
+
+    return load_file(path, layout, name=Path(path).stem)
+
+
+def dataset_name(dataset) -> str:
+    """The grid's dataset as reports name it: a registered name, or a data file's stem."""
+    return dataset.name if isinstance(dataset, DataFile) else dataset
+
+
+def _data(dataset):
+    """What :func:`spikefit.baselines.run_method` and the emulator take: the name, or the file's Dataset."""
+    return dataset.load() if isinstance(dataset, DataFile) else dataset
 
 
 @dataclass(frozen=True)
@@ -119,26 +163,30 @@ def code_hashes() -> dict[str, str]:
     return {name: hashlib.sha256((here / name).read_bytes()).hexdigest()[:12] for name in TRAINER_SOURCES}
 
 
-def config_key(dataset: str, config, allocation: str | None = None, energy_targets=()) -> str:
+def config_key(dataset, config, allocation: str | None = None, energy_targets=()) -> str:
     """A short hash of everything that decides a cell's result besides the cell itself: the
     dataset, the config, the pruning allocation, the chips whose spike messages are counted and the
     trainer's sources (a changed trainer invalidates a cache)."""
-    blob = json.dumps({"dataset": dataset, "config": config.to_dict(), "allocation": allocation,
+    data = {"file": dataset.name, "sha256": dataset.sha256, "layout": dataset.layout} \
+        if isinstance(dataset, DataFile) else dataset
+    blob = json.dumps({"dataset": data, "config": config.to_dict(), "allocation": allocation,
                        "energy_targets": sorted(energy_targets), "code": code_hashes()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _run_cell(cell: Cell, dataset: str, config, allocation: str | None = None, energy_targets=()) -> dict:
+def _run_cell(cell: Cell, dataset, config, allocation: str | None = None, energy_targets=()) -> dict:
     """Worker: one seeded run_method call on one torch thread, then the trained network's activity
     on the emulator (compression_energy.cell_activity)."""
     from ..baselines import run_method
     from .compression_energy import cell_activity
 
     t0 = time.perf_counter()
-    r = run_method(cell.method, dataset, cell.M, cell.sparsity, cell.seed, config, scope=cell.scope,
+    data = _data(dataset)
+    r = run_method(cell.method, data, cell.M, cell.sparsity, cell.seed, config, scope=cell.scope,
                    weight_bits=config.max_weight_bits, threads=1, allocation=allocation, keep_network=True)
     r["seconds"] = time.perf_counter() - t0
-    r["activity"] = cell_activity(r.pop("network"), dataset, config.test_limit, list(energy_targets))
+    r["dataset"] = dataset_name(dataset)
+    r["activity"] = cell_activity(r.pop("network"), data, config.test_limit, list(energy_targets))
     return r
 
 
@@ -158,7 +206,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_cells(cells: list[Cell], dataset: str, config, jobs: int = 1, cache: Path | None = None,
+def run_cells(cells: list[Cell], dataset, config, jobs: int = 1, cache: Path | None = None,
               log=None, allocation: str | None = None, energy_targets=()) -> list[dict]:
     """Results of ``cells`` (same order). ``cache``: a JSON-lines file of finished cells; cells
     already in it with the same dataset and config are read, not run, and new ones are appended.
@@ -306,14 +354,15 @@ def check_targets(summary: list[dict], speed: dict | None, scope: str = "layer",
 
 # -- the speed figure ------------------------------------------------------------------------------
 
-def measure_step_ratio(dataset: str, config, M: int = TARGET_M, steps: int = 200) -> dict:
+def measure_step_ratio(dataset, config, M: int = TARGET_M, steps: int = 200) -> dict:
     """CAT step time over float step time (:func:`spikefit.baselines.step_time_ratio`), one thread."""
     from ..baselines import step_time_ratio
     from ..datasets import load_dataset
     from ..trainer import steps_for
 
-    r = step_time_ratio(dataset, M=M, steps=steps, config=config, weight_bits=config.max_weight_bits, threads=1)
-    T = steps_for(load_dataset(dataset), config)
+    ds = load_dataset(_data(dataset))
+    r = step_time_ratio(ds, M=M, steps=steps, config=config, weight_bits=config.max_weight_bits, threads=1)
+    T = steps_for(ds, config)
     return {"M": M, "steps": steps, "batch_size": config.batch_size, "time_steps": T,
             "float_step_s": r["float_step"], "cat_step_s": r["cat_step"], "ratio": r["ratio"],
             "target": STEP_RATIO_TARGET, "threads": 1}
@@ -327,7 +376,7 @@ def environment(jobs: int) -> dict:
             "cpus": os.cpu_count(), "machine": platform.machine(), "jobs": jobs, "code_sha256": code_hashes()}
 
 
-def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str = "layer", prune_m: int = TARGET_M,
+def run_benchmark(dataset, methods, Ms, sparsities, seeds: int, scope: str = "layer", prune_m: int = TARGET_M,
                   jobs: int = 1, config=None, timing_steps: int = 200, cache: Path | None = None,
                   neuron_row: bool = True, log=None, allocation: str | None = None,
                   energy_targets: list[str] | None = None) -> dict:
@@ -337,7 +386,7 @@ def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str 
     from ..datasets import load_dataset
     from ..trainer import FitConfig
 
-    load_dataset(dataset)  # an unknown name fails here, before any process starts
+    ds = load_dataset(_data(dataset))  # an unknown name fails here, before any process starts
     if config is not None:
         from ..devices import resolve
 
@@ -353,17 +402,25 @@ def run_benchmark(dataset: str, methods, Ms, sparsities, seeds: int, scope: str 
     results = run_cells(cells, dataset, config, jobs, cache, log, allocation, energy_targets)
     seconds = time.perf_counter() - t0
     speed = None
-    if timing_steps > 0 and any(m in methods for m in ("cat", "cat-hard")):
+    untimed = ("the timing loop encodes static inputs, and this dataset is a sequence" if ds.layout == "sequence"
+               else f"the timing loop cycles over 8 batches of {config.batch_size} training samples and this dataset "
+                    f"has {len(ds.y_train)}" if len(ds.y_train) < 8 * config.batch_size else None)
+    if timing_steps > 0 and untimed:
+        if log:
+            log(f"no step-time figure: {untimed}")
+    elif timing_steps > 0 and any(m in methods for m in ("cat", "cat-hard")):
         if log:
             log(f"timing {timing_steps} float and CAT steps, one thread")
         speed = measure_step_ratio(dataset, config, TARGET_M, timing_steps)
     results = [r for _, r in sorted(zip(cells, results), key=lambda cr: _table_order(cr[0]))]
     summary = summarize(results)
     add_energy(summary, results, energy_targets)
-    return {"dataset": dataset, "scope": scope, "allocation": allocation, "M": list(Ms), "sparsity": list(sparsities),
+    return {"dataset": dataset_name(dataset), "scope": scope, "allocation": allocation, "M": list(Ms), "sparsity": list(sparsities),
             "prune_m": prune_m, "seeds": list(range(seeds)), "methods": list(methods), "config": config.to_dict(),
             "cells": len(cells), "jobs": jobs, "seconds": seconds, "results": results, "summary": summary,
             "speed": speed, "targets": check_targets(summary, speed, scope, [s for s in sparsities if s > 0]),
             "energy_targets": energy_targets,
+            **({"data_file": {"name": dataset.name, "sha256": dataset.sha256, "layout": ds.layout}}
+               if isinstance(dataset, DataFile) else {}),
             "environment": environment(jobs)}
 
