@@ -138,12 +138,7 @@ def plots(report: dict, out: Path) -> list[Path]:
     ax.set_xlabel("M (codebook values per group; uniform: a log2(M)-bit grid)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{ds}: accuracy vs M (sparsity 0)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / f"{ds}_accuracy_vs_M.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
+    paths.append(_finish(fig, ax, out / f"{ds}_accuracy_vs_M.png"))
 
     pruners = [m for m in PRUNERS if any(r["method"] == m for r in summary)]
     if pruners:
@@ -158,18 +153,25 @@ def plots(report: dict, out: Path) -> list[Path]:
         ax.set_xlabel("synapse sparsity (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{ds}: accuracy vs sparsity (CAT M={pm})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out / f"{ds}_accuracy_vs_sparsity.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
+        paths.append(_finish(fig, ax, out / f"{ds}_accuracy_vs_sparsity.png"))
     paths += synapse_plots(report, out)
     from .compression_energy import plot as energy_plot
 
     energy = energy_plot(report, out)
     return paths + ([energy] if energy else [])
 
+
+
+def _finish(fig, ax, path: Path) -> Path:
+    """Grid, legend and layout of a one-panel plot, saved as ``path`` (100 dpi) and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def stem(report: dict) -> str:
@@ -213,12 +215,7 @@ def synapse_plots(report: dict, out: Path) -> list[Path]:
         ax.set_xlabel("synapses kept")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{ds}: {family} pruning vs capacity (CAT M={pm})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out / f"{ds}_synapses_{family}.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
+        paths.append(_finish(fig, ax, out / f"{ds}_synapses_{family}.png"))
     return paths
 
 
