@@ -8,25 +8,26 @@ measures test accuracy. Methods:
 
 =============  ==================================================================================
 ``float``      no quantization
-``cat``        CAT with the default assignment (hard), M values per scope group
-``cat-hard``   CAT, nearest-centroid + straight-through
+``cat``        CAT in its default mode (``FitConfig.cat_mode``: lloyd), M values per scope group
+``cat-lloyd``  CAT, nearest-centroid + straight-through; the codebook follows one Lloyd step per training step in
+               the CAT stage, then is learned by gradient
+``cat-hard``   CAT, nearest-centroid + straight-through, the codebook learned by gradient throughout
 ``cat-soft``   CAT, soft assignment (attention, annealed temperature, learned centroids), hard at the end
 ``kmeans``     post-training k-means to M values per scope group (float training, no fine-tune)
 ``uniform``    QAT on a uniform ``log2(M)``-bit signed grid ``s * [-2^(k-1), 2^(k-1)-1]``, learned s
 ``ternary``    ternary weights (TWN: threshold 0.7 mean|w|, closed-form scale), straight-through
-``fsc``        CAT (M; float when M is None) + Fisher Spike Contribution pruning
+``fsc``        CAT (M; float when M is None) + Fisher Spike Contribution pruning, scores averaged over training
+``fsc-point``  the same with the scores of one evaluation at every round
 ``magnitude``  CAT (M; float when M is None) + magnitude pruning
 ``random``     CAT (M; float when M is None) + random pruning
 ``lsq``        LSQ QAT (Esser et al. 2020): learned step with its gradient scale, M non-zero levels ±1..±M/2
 ``dkm``        DKM (Cho et al. 2022): attention over |w - c| / tau, centroids re-estimated from it (EM)
 ``kmeans-qat`` k-means QAT: nearest centroid + straight-through, centroids re-clustered (Lloyd) every step
-``cat-lloyd``  CAT whose codebook follows Lloyd re-clustering in the CAT stage, learned by gradient after it
 ``gmp``        CAT + gradual magnitude pruning of the latent weights (Zhu & Gupta cubic schedule), global
 ``gmp-layer``  the same, every layer to the level
 ``snip``       CAT + SNIP saliency |w dL/dw| pruning in the FSC rounds, global
 ``rewire``     CAT + one global cut, then Deep-Rewiring-style drop / random regrowth at constant counts per layer
 ``rigl``       the same with RigL's regrowth: the dormant synapses of largest |dL/dw~| come back
-``fsc-ema``    CAT + FSC with Fisher scores averaged (EMA) over the pruning rounds' epochs
 ``fsc-gmp``    CAT + FSC on the cubic schedule of ``gmp``, re-scored at the end of every epoch
 ``fsc-regrow`` CAT + FSC rounds; in every recovery epoch low-F_ij synapses swap for high-|dL/dw| dormant ones
 ``dense``      CAT on the dense network whose hidden width (channel counts of a conv default, all scaled by
@@ -57,16 +58,16 @@ from .compress.pruners import equal_width
 from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire, ScoredPrune
 from .trainer import default_model
 
-METHODS = ("float", "cat", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "magnitude", "random",
-           "lsq", "dkm", "kmeans-qat", "cat-lloyd", "gmp", "gmp-layer", "snip", "rewire", "rigl", "fsc-ema",
+METHODS = ("float", "cat", "cat-lloyd", "cat-hard", "cat-soft", "kmeans", "uniform", "ternary", "fsc", "fsc-point",
+           "magnitude", "random", "lsq", "dkm", "kmeans-qat", "gmp", "gmp-layer", "snip", "rewire", "rigl",
            "fsc-gmp", "fsc-regrow", "dense")
 PRUNERS = {"fsc": "fsc", "magnitude": "magnitude", "random": "random", "gmp": "gmp", "gmp-layer": "gmp",
-           "snip": "snip", "rewire": "rewire", "rigl": "rewire", "fsc-ema": "fsc-ema", "fsc-gmp": "gmp",
+           "snip": "snip", "rewire": "rewire", "rigl": "rewire", "fsc-point": "fsc-point", "fsc-gmp": "gmp",
            "fsc-regrow": "fsc-regrow"}
 # CAT at M (float when M is None) under these pruners and the dense reference
-CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "rigl", "fsc-ema", "fsc-gmp", "fsc-regrow", "dense")
+CAT_UNDER = ("gmp", "gmp-layer", "snip", "rewire", "rigl", "fsc-point", "fsc-gmp", "fsc-regrow", "dense")
 # default allocation of each pruner: one ranking over all layers, or every layer to the level
-ALLOCATION = {"fsc": "global", "fsc-ema": "global", "fsc-gmp": "global", "fsc-regrow": "global", "gmp": "global",
+ALLOCATION = {"fsc": "global", "fsc-point": "global", "fsc-gmp": "global", "fsc-regrow": "global", "gmp": "global",
               "snip": "global", "rewire": "global", "rigl": "global", "magnitude": "layer", "random": "layer",
               "gmp-layer": "layer"}
 
@@ -95,10 +96,10 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
         stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity,
                              grow="gradient" if method == "rigl" else "random", per_layer=per_layer))
     else:
-        kind = ScoredPrune if scorer in ("snip", "fsc-ema", "fsc-regrow") else SparsityPrune
+        kind = ScoredPrune if scorer in ("snip", "fsc-regrow") else SparsityPrune
         stages += [kind(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,
                         sparsity=sparsity, scorer=scorer if scorer not in ("gmp", "rewire") else "fsc",
-                        per_layer=per_layer, structured=scorer in ("fsc", "fsc-ema", "fsc-regrow") and fsc_neurons)
+                        per_layer=per_layer, structured=scorer in ("fsc", "fsc-point", "fsc-regrow") and fsc_neurons)
                    for r in range(1, cfg.prune_rounds + 1)]
     stages.append(Stage("finetune", cfg.finetune_epochs, cfg.finetune_lr))
     if method == "kmeans":
@@ -170,14 +171,16 @@ def run_method(method: str, dataset: str, M: int | None, sparsity: float, seed: 
                if keep_network else {})}
 
 
-def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = "hard", steps: int = 60,
+def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str | None = None, steps: int = 60,
                     config: FitConfig | None = None, weight_bits: int | None = 8, threads: int | None = None) -> dict:
     """Median wall time of one training step (forward, backward, Adam, masks) of the float network
     and of the same network under CAT, measured alternately on the same batches so that machine
-    load affects both alike. Returns float_step, cat_step (seconds) and ratio = cat / float."""
+    load affects both alike; a CAT step in "lloyd" mode (default: the config's ``cat_mode``) includes
+    its Lloyd step. Returns float_step, cat_step (seconds) and ratio = cat / float."""
     import time
 
     cfg = config or FitConfig()
+    mode = mode or cfg.cat_mode
     ds = load_dataset(dataset)
     T = steps_for(ds, cfg)
     scale = cfg.logit_scale / T
@@ -200,6 +203,8 @@ def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str = 
                 loss.backward()
                 opts[id(m)].step()
                 m.apply_masks()
+                if m is quant and mode == "lloyd":
+                    C.lloyd_step(m)
                 if k >= 5:  # the first steps warm caches and allocators
                     times[id(m)].append(time.perf_counter() - t0)
     f, c = statistics.median(times[id(plain)]), statistics.median(times[id(quant)])

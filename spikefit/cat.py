@@ -3,9 +3,13 @@
 Every connection's weights are drawn from a codebook row ``C[g]`` of M values, one row per scope
 group (a neuron, a core of the placement with every layer on it, a layer, or the whole chip). Codebook values live on the
 chip's integer grid ``scale * q`` with ``q`` a signed ``weight_bits`` integer, never zero (zero means
-"no synapse"). The formulation, the two assignment modes and the measurements that chose the default
-are in ``docs/method.md``:
+"no synapse"). The formulation, the three modes and the measurements that chose the default are in
+``docs/method.md``:
 
+* ``lloyd`` (default): nearest-centroid assignment, straight-through gradients to the latent weights;
+  after every training step each codebook value moves to the mean of the latent weights assigned
+  to it (one Lloyd step, :func:`lloyd_step`). When CAT ends (:func:`harden`) the codebook becomes a
+  gradient parameter: pruning rounds and fine-tuning learn its values as in ``hard``;
 * ``hard``: nearest-centroid assignment, straight-through gradients (a weight's gradient goes to its
   latent weight unchanged and is summed into its centroid);
 * ``soft``: attention ``softmax(-(w - c)^2 / (tau * sigma^2))`` with tau annealed, then hard (the
@@ -78,7 +82,7 @@ class CatSpec:
     scope: str = "layer"                 # "neuron" | "core" | "layer" | "chip"
     weight_bits: int | None = None       # signed integer precision; None: no integer grid
     weight_scaling: str = "layer"        # one scale per "layer", per "chip", or "none" (integers)
-    mode: str = "hard"                   # centroid assignment: "hard" (STE) or "soft" (annealed DKM)
+    mode: str = "lloyd"                  # codebook update: "lloyd", "hard" (STE gradient) or "soft" (annealed DKM)
     zero: bool = True                    # 0 (absent synapse) is a free extra level, not one of the M
     layer_bits: tuple = ()               # ((connection, bits, narrow), ...): a layer's own grid (layer_grids)
 
@@ -229,6 +233,32 @@ def distinct_levels(model) -> None:
         cb.centers.data = torch.as_tensor(ints * cb.scale, dtype=torch.float32)
 
 
+@torch.no_grad()
+def lloyd_step(model) -> None:
+    """One Lloyd step of every codebook in "lloyd" mode: each value becomes the mean of the unpruned
+    latent weights assigned to it, pooled over every connection that shares the codebook; a value
+    no weight is assigned to stays; 0 (an absent synapse) stays pinned. On the model's device,
+    without a wait for the host."""
+    books: dict[int, tuple[Codebook, list]] = {}
+    for s in model.synapses():
+        q = s.quant
+        if isinstance(q, CodebookQuantizer) and q.mode == "lloyd":
+            books.setdefault(id(q.codebook), (q.codebook, []))[1].append(s)
+    for cb, syns in books.values():
+        G, M = cb.centers.shape
+        L = M + 1                                          # the zero level, when a quantizer has it, is bin M
+        sums = torch.zeros(G * L, device=cb.centers.device)
+        counts = torch.zeros(G * L, device=cb.centers.device)
+        for s in syns:
+            rows = s.weight.detach().reshape(s.weight.shape[0], -1)
+            keep = (s.mask.reshape(rows.shape) != 0).to(rows.dtype)
+            flat = (s.quant.groups[:, None] * L + s.quant.assign(s.weight)).reshape(-1)
+            sums.index_add_(0, flat, (rows * keep).reshape(-1))
+            counts.index_add_(0, flat, keep.reshape(-1))
+        sums, counts = sums.reshape(G, L)[:, :M], counts.reshape(G, L)[:, :M]
+        cb.centers.copy_(torch.where(counts > 0, sums / counts.clamp_min(1), cb.centers))
+
+
 def codebook_quantizers(model) -> list[CodebookQuantizer]:
     return [s.quant for s in model.synapses() if isinstance(s.quant, CodebookQuantizer)]
 
@@ -252,6 +282,8 @@ def harden(model) -> None:
     for s in model.synapses():
         q = s.quant
         if isinstance(q, CodebookQuantizer):
+            if q.mode == "lloyd":                       # later stages learn the values by gradient
+                q.codebook.centers.requires_grad_(True)
             q.mode = "hard"
             s.weight.copy_(q(s.weight))
         elif isinstance(q, UniformQuantizer) and q.frozen_scale is None:

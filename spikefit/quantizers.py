@@ -1,7 +1,7 @@
 """Weight quantizers: the modules a connection applies to its latent weights, and their checkpoint form.
 
 :class:`Codebook` (M learnable values per group on the chip's integer grid), :class:`CodebookQuantizer`
-(hard or soft assignment to a group's codebook row), :class:`UniformQuantizer` (a uniform integer grid
+(hard or soft assignment to a group's codebook row; "lloyd" assigns as "hard" does), :class:`UniformQuantizer` (a uniform integer grid
 with a learnable scale) and :class:`TernaryQuantizer`. ``spikefit.nn`` builds and resizes them;
 Clusterization-Aware Training (:mod:`spikefit.cat`) attaches and trains them. This module depends on
 neither, so ``nn`` and ``cat`` import it without importing each other.
@@ -17,7 +17,7 @@ from torch import nn
 from . import network as N
 from .errors import TrainingError
 
-MODES = ("hard", "soft")
+MODES = ("lloyd", "hard", "soft")    # CAT's codebook updates (spikefit.cat): Lloyd / gradient (STE) / attention
 KMEANS_ITERS = 25           # Lloyd iterations of the codebook initialisation (1-D, converges in ~10)
 KMEANS_SAMPLE = 2 ** 20     # a larger group is initialised from this many of its values, drawn seeded
 
@@ -154,6 +154,8 @@ class CodebookQuantizer(nn.Module):
         self.codebook = codebook
         self.register_buffer("groups", torch.as_tensor(groups, dtype=torch.long))
         self.scope, self.mode, self.tau, self.shared_id = scope, mode, float(tau), shared_id
+        if mode == "lloyd":          # the codebook follows Lloyd steps (spikefit.cat.lloyd_step), not Adam
+            codebook.centers.requires_grad_(False)
         self.zero = bool(zero)  # 0 (no synapse) is a further, free level: not a codebook value
         self.register_buffer("sigma2", torch.ones(codebook.centers.shape[0]))  # per-group weight variance
 
@@ -192,7 +194,7 @@ class CodebookQuantizer(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         rows = w.reshape(w.shape[0], -1)                       # (rows, k)
-        if self.mode == "hard":
+        if self.mode != "soft":                                # "hard" and "lloyd": nearest level
             if self._single() and fused_hard(rows, self.M + self.zero):   # one GPU kernel forward, two back
                 from .quant_triton import hard_quantize
 

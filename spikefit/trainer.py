@@ -42,7 +42,7 @@ from .datasets import encode  # noqa: F401  (re-exported: spikefit.trainer is th
 from .training.loop import (deterministic, epoch_seed, evaluate, make_optimizer, predict_model, set_lr,  # noqa: F401
                             stage_lr, train_epoch)
 from .training.report import FitResult, codebooks, json_default, network_usage, report_dict, report_markdown
-from .training.stages import Cat, ChipPrune, Finetune, Warmup
+from .training.stages import Cat, ChipPrune, Finetune, Warmup, fisher_ema
 
 REPLACE_ROUNDS = 3       # a pruning round re-places and re-prunes at most this often (per-core rows converge in 1-2)
 PER_CORE = ("synapses_per_core", "axons_per_core", "fan_out", "fan_out_cores", "cores")
@@ -182,12 +182,11 @@ class Trainer(Engine):
         if self.config.cat_mode == "soft":
             C.harden(self.model)
         lim = fsc.interpolate(self.target.limits, chipfit.usage(chipfit.report(self.model, self.target)), progress)
-        neuron, synapse = fsc.fisher_scores(self.model, self.data.x_fisher, self.data.y_fisher, self.logit_scale,
-                                          device=self.device)
+        neuron, synapse = fisher_ema(self)      # averaged over the rounds so far (docs/method.md)
         if lim.neurons is not None or lim.cores is not None:
-            if fsc.prune_neurons(self.model, neuron, lim, self.target):
-                neuron, synapse = fsc.fisher_scores(self.model, self.data.x_fisher, self.data.y_fisher,
-                                                    self.logit_scale, device=self.device)
+            if fsc.prune_neurons(self.model, neuron, lim, self.target):   # a new network: its own scores
+                self.fisher_ema = None
+                neuron, synapse = fisher_ema(self)
         if cfg.prune_scorer == "magnitude":
             synapse, neuron = fsc.magnitude_scores(self.model), None
         elif cfg.prune_scorer == "random":

@@ -34,7 +34,7 @@ def test_plan_shares_float_and_dense_cells():
 
 
 def test_plan_adds_baselines_and_the_equal_synapse_reference():
-    cells = plan(["cat", "lsq", "dkm", "kmeans-qat", "gmp", "snip", "rewire", "fsc-ema", "dense"], [3, 4],
+    cells = plan(["cat", "lsq", "dkm", "kmeans-qat", "gmp", "snip", "rewire", "fsc-point", "dense"], [3, 4],
                  [0.0, 0.5, 0.9], range(1), neuron_row=False)
     assert Cell("lsq", 3, 0.0, "layer", 0) not in cells                 # LSQ's levels are ±1..±M/2
     assert Cell("lsq", 4, 0.0, "layer", 0) in cells and Cell("dkm", 3, 0.0, "layer", 0) in cells

@@ -7,8 +7,9 @@ import torch
 
 from spikefit import network as N
 from spikefit.cat import (Codebook, CodebookQuantizer, CatSpec, TernaryQuantizer, UniformQuantizer, attach_cat,
-                          core_groups, distinct_levels, distinct_per_group, harden, kmeans_1d, power_of_two_scale,
-                          scope_groups, weight_grid)
+                          core_groups, distinct_levels, distinct_per_group, harden, kmeans_1d, lloyd_step,
+                          power_of_two_scale, scope_groups, weight_grid)
+from spikefit.quantizers import build_quantizer
 from spikefit.spec import TargetSpec
 from spikefit.errors import TrainingError
 from spikefit.nn import SNN, Conv, Flatten, LIF, Linear
@@ -78,6 +79,7 @@ def test_codebook_invariants(scope, M, conv):
         opt.zero_grad()
         model(x).sum().backward()
         opt.step()
+        lloyd_step(model)
     net = model.to_network()
     chip_values = set()
     for name in ("conv1" if conv else "fc1", "fc2"):
@@ -111,6 +113,33 @@ def test_hard_assignment_straight_through_gradients():
     (out * g).sum().backward()
     assert torch.equal(w.grad, g)                                   # identity to the latent weight
     assert cb.centers.grad.tolist() == [[1.0 + 6.0, 2.0 + 4.0 + 5.0, 3.0]]  # sum over assigned weights
+
+
+def test_lloyd_step_moves_each_value_to_the_mean_of_its_weights():
+    model = SNN.mlp(4, [3], 2, seed=0)
+    attach_cat(model, CatSpec(M=3, scope="chip", weight_bits=None))        # one codebook, both connections
+    fc1, fc2 = model.synapses()
+    cb = fc1.quant.codebook
+    assert fc2.quant.codebook is cb and fc1.quant.mode == "lloyd" and not cb.centers.requires_grad
+    with torch.no_grad():
+        cb.centers.copy_(torch.tensor([[-1.0, 0.5, 5.0]]))                 # 5.0: no weight near it
+        fc1.weight.copy_(torch.tensor([[-0.9, 0.4, 0.1, 0.6], [-1.3, 0.7, 0.02, 0.6], [0.3, -0.8, 0.6, 0.55]]))
+        fc2.weight.copy_(torch.tensor([[-1.1, 0.45, 0.6], [0.6, 0.6, -0.05]]))
+    fc1.mask[2, 3] = 0                                                       # pruned: latent 0.55 does not count
+    lloyd_step(model)
+    # nearest of (-1, 0.5, 5, 0): -1 <- {-0.9, -1.3, -0.8, -1.1}; 0.5 <- {0.4, 0.6, 0.7, 0.6, 0.3, 0.6, 0.45,
+    # 0.6, 0.6, 0.6}; 0 <- {0.1, 0.02, -0.05} (absent synapses, not a codebook value)
+    neg = np.mean([-0.9, -1.3, -0.8, -1.1])
+    pos = np.mean([0.4, 0.6, 0.7, 0.6, 0.3, 0.6, 0.45, 0.6, 0.6, 0.6])
+    np.testing.assert_allclose(cb.centers.detach().numpy(), [[neg, pos, 5.0]], rtol=1e-6)
+    assert cb.centers.grad is None
+    spec = fc1.quant.spec()
+    assert spec["mode"] == "lloyd" and not build_quantizer(spec).codebook.centers.requires_grad  # resumes as it was
+    harden(model)
+    assert fc1.quant.mode == "hard" and cb.centers.requires_grad                # later stages learn the values
+    before = cb.centers.detach().clone()
+    lloyd_step(model)
+    assert torch.equal(cb.centers.detach(), before)                             # hard codebooks are not Lloyd's
 
 
 def test_grid_codebook_gradient_passes_rounding():

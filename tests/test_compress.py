@@ -120,12 +120,44 @@ def test_snip_scores_are_mask_gradients():
         np.testing.assert_allclose(got[alive], want[alive], rtol=1e-4, atol=1e-9)
 
 
-def test_fsc_ema_accumulates_over_the_pruning_epochs():
-    eng = engine_for("fsc-ema", 4, 0.75)
+def test_fsc_averages_its_scores_over_the_pruning_epochs(monkeypatch):
+    evaluations = []
+    real = fsc.fisher_scores
+
+    def counted(*a, **k):
+        evaluations.append(a[1].shape[1])
+        return real(*a, **k)
+
+    eng = engine_for("fsc", 4, 0.75)
+    monkeypatch.setattr(fsc, "fisher_scores", counted)
     eng.run()
+    monkeypatch.setattr(fsc, "fisher_scores", real)
+    # round 1: all 64 samples, its recovery epoch: a quarter of them; round 2 (the last): all 64
+    assert evaluations == [64, 16, 64]
     neuron, synapse = eng.fisher_ema
     assert set(synapse) == {s.name for s in eng.model.synapses()}
     assert fsc.sparsity(eng.model) == pytest.approx(0.75, abs=0.01)
+    point = engine_for("fsc-point", 4, 0.75)
+    point.run()
+    assert point.fisher_ema is None and fsc.sparsity(point.model) == pytest.approx(0.75, abs=0.01)
+
+
+def test_fisher_ema_blends_each_evaluation_and_restarts_a_changed_layer():
+    from spikefit.training.stages import fisher_ema
+
+    eng = engine_for("fsc", 4, 0.5)
+    x, y = eng.data.x_fisher, eng.data.y_fisher
+    a = fisher_ema(eng, x[:, :32], y[:32])
+    b = fsc.fisher_scores(eng.model, x[:, 32:], y[32:], eng.logit_scale)
+    avg = fisher_ema(eng, x[:, 32:], y[32:])
+    for k in a[1]:
+        np.testing.assert_allclose(avg[1][k], 0.5 * a[1][k] + 0.5 * b[1][k], rtol=1e-6)
+    for k in a[0]:
+        np.testing.assert_allclose(avg[0][k], 0.5 * a[0][k] + 0.5 * b[0][k], rtol=1e-6)
+    name = eng.model.synapses()[0].name
+    eng.fisher_ema = ({}, {name: np.zeros((3, 3))})            # a connection of another shape: new scores
+    again = fisher_ema(eng, x[:, 32:], y[32:])
+    np.testing.assert_allclose(again[1][name], b[1][name], rtol=1e-6)
 
 
 def test_equal_width_matches_the_synapse_budget():
@@ -203,7 +235,8 @@ def test_kmeans_qat_reclusters_the_latent_weights():
     assert torch.equal(w.grad, torch.ones_like(w))             # straight-through
 
 
-@pytest.mark.parametrize("method, distinct", [("lsq", 4), ("dkm", 4), ("kmeans-qat", 4), ("cat-lloyd", 4)])
+@pytest.mark.parametrize("method, distinct", [("lsq", 4), ("dkm", 4), ("kmeans-qat", 4), ("cat-lloyd", 4),
+                                              ("cat-hard", 4)])
 def test_qat_methods_deploy_at_most_M_values(method, distinct):
     r = run_method(method, "digits", 4, 0.0, 0, CFG)
     assert 1 <= r["max_distinct"] <= distinct
@@ -233,10 +266,18 @@ def test_fsc_variants_reach_the_sparsity(method):
 
 
 def test_cat_lloyd_learns_its_codebook_after_the_cat_stage():
-    eng = engine_for("cat-lloyd", 4, 0.0)
+    seen = []
+
+    def record(e):
+        q = e["model"].synapses()[0].quant
+        if q is not None:
+            seen.append((e["stage"], q.mode, q.codebook.centers.requires_grad))
+
+    eng = engine_for("cat-lloyd", 4, 0.0, callbacks=[record])
     eng.run()
+    assert ("compress", "lloyd", False) in seen and ("finetune", "hard", True) in seen
     q = eng.model.synapses()[0].quant
-    assert isinstance(q, KMeansQATQuantizer) and not q.recluster and q.codebook.centers.requires_grad
+    assert q.mode == "hard" and q.codebook.centers.requires_grad
     k = engine_for("kmeans-qat", 4, 0.0)
     k.run()
     assert not k.model.synapses()[0].quant.codebook.centers.requires_grad

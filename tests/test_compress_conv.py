@@ -22,9 +22,9 @@ from spikefit.training.config import DEFAULT_CONV, default_synapses
 TINY = FitConfig(steps=6, batch_size=32, warmup_epochs=1, cat_epochs=1, prune_rounds=2, prune_epochs=1,
                  finetune_epochs=1, train_limit=64, test_limit=64, fisher_samples=64, threads=1, deploy=False,
                  device="cpu")
-PRUNING = ("fsc", "fsc-ema", "fsc-regrow", "fsc-gmp", "gmp", "gmp-layer", "snip", "rigl", "rewire", "magnitude",
+PRUNING = ("fsc", "fsc-point", "fsc-regrow", "fsc-gmp", "gmp", "gmp-layer", "snip", "rigl", "rewire", "magnitude",
            "random")
-QUANTIZING = ("cat", "cat-soft", "cat-lloyd", "kmeans", "lsq", "dkm", "kmeans-qat")
+QUANTIZING = ("cat", "cat-hard", "cat-soft", "cat-lloyd", "kmeans", "lsq", "dkm", "kmeans-qat")
 FULL = 144 + 16 * 32 * 9 + 32 * 4 * 4 * 10      # conv 1->16 3x3, conv 16->32 3x3 stride 2, dense 512->10
 
 

@@ -40,14 +40,14 @@ import numpy as np
 
 from ..errors import SpikefitError
 
-QUANTIZERS = ("cat", "cat-hard", "cat-soft", "cat-lloyd", "kmeans", "uniform", "lsq", "dkm",  # x M at sparsity 0
+QUANTIZERS = ("cat", "cat-lloyd", "cat-hard", "cat-soft", "kmeans", "uniform", "lsq", "dkm",  # x M at sparsity 0
               "kmeans-qat")
-PRUNERS = ("fsc", "fsc-ema", "fsc-gmp", "fsc-regrow", "magnitude", "gmp", "gmp-layer", "snip", "rewire",  # x sparsity
+PRUNERS = ("fsc", "fsc-point", "fsc-gmp", "fsc-regrow", "magnitude", "gmp", "gmp-layer", "snip", "rewire",  # x sparsity
            "rigl", "random")
 ONCE = ("float", "ternary")                                          # once per seed
 REFERENCES = ("dense",)                                              # x sparsity: the equal-synapse dense network
-DEFAULT_METHODS = ("float", "cat", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc", "fsc-ema",
-                   "fsc-regrow", "gmp", "gmp-layer", "snip", "rigl", "dense")   # the full grid (docs/benchmarks.md)
+DEFAULT_METHODS = ("float", "cat", "cat-hard", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc",
+                   "fsc-point", "fsc-regrow", "gmp", "gmp-layer", "snip", "rigl", "dense")   # the full grid (docs/benchmarks.md)
 QUANT_BASELINES = ("kmeans", "uniform", "lsq", "dkm", "kmeans-qat")          # what CAT must beat
 PRUNE_BASELINES = ("magnitude", "gmp", "gmp-layer", "snip", "rewire", "rigl", "random")  # what FSC must beat
 TARGET_M = 4              # the method's claims are stated at M = 4 (a 2-bit codebook)
@@ -152,7 +152,7 @@ def plan(methods, Ms, sparsities, seeds, scope: str = "layer", prune_m: int = TA
                         add(Cell(m, prune_m, float(sp), scope, seed))
         if neuron_row and scope == "layer" and "cat" in methods:
             add(Cell("cat", prune_m, 0.0, "neuron", seed))
-    slow = ("cat-soft", "dkm", "fsc-ema", "fsc-regrow", "fsc-gmp")   # attention or repeated Fisher scores
+    slow = ("cat-soft", "dkm", "fsc", "fsc-regrow", "fsc-gmp")   # attention or repeated Fisher scores
     heavy = {c: (c.scope == "neuron") * 2 + (c.method in slow) for c in cells}
     return sorted(cells, key=lambda c: -heavy[c])  # stable: table order within equal weight
 

@@ -183,7 +183,7 @@ def stem(report: dict) -> str:
             + ("-bf16" if config.get("precision", "fp32") != "fp32" else ""))
 
 
-FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("snip", "fsc-ema", "fsc-gmp"),
+FAMILIES = {"magnitude": ("magnitude", "gmp", "gmp-layer"), "saliency": ("snip", "fsc-point", "fsc-gmp"),
             "rewiring": ("rewire", "rigl", "fsc-regrow", "random")}   # every plot also shows FSC and the dense reference
 
 

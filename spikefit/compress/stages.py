@@ -5,8 +5,7 @@
 * :class:`GradualMagnitude`: one pruning stage of ``prune_rounds * prune_epochs`` epochs with Zhu &
   Gupta's cubic schedule on the latent weights over its first ``prune_span`` of steps;
 * :class:`ScoredPrune`: a pruning round (as :class:`~spikefit.training.stages.SparsityPrune`) scored
-  by SNIP, by FSC with Fisher scores accumulated over the previous round's epochs (EMA), or by FSC
-  with RigL-style regrowth in every recovery epoch;
+  by SNIP, or by FSC with RigL-style regrowth in every recovery epoch;
 * :class:`Rewire`: one cut to the sparsity by latent magnitude, then Deep-Rewiring-style drop and
   random regrowth (or RigL's gradient regrowth) every ``interval`` steps at a constant synapse count
   per connection.
@@ -25,19 +24,17 @@ from ..errors import TrainingError
 from ..quantizers import Codebook
 from ..training.engine import soft_schedule
 from ..training.loop import epoch_seed
-from ..training.stages import SparsityPrune, Stage
+from ..training.stages import SparsityPrune, Stage, host
 from . import pruners as P
 from .quantizers_qat import DKMQuantizer, KMeansQATQuantizer, LSQQuantizer
 
-QAT_METHODS = ("lsq", "dkm", "kmeans-qat", "cat-lloyd")
+QAT_METHODS = ("lsq", "dkm", "kmeans-qat")
 
 
 @dataclass
 class QATCompress(Stage):
     """LSQ (M even: ±1..±M/2 steps; one step per layer), DKM or k-means QAT at M values per ``scope``
-    group, for the stage;
-    ``cat-lloyd``: k-means QAT in the stage, then CAT's codebook learned by gradient (every later
-    stage trains the hardened codebook values, as CAT's)."""
+    group, for the stage; their codebooks stay fixed after it."""
 
     method: str = "lsq"
     M: int | None = None
@@ -82,15 +79,7 @@ class QATCompress(Stage):
         for s in engine.model.synapses():
             if isinstance(s.quant, KMeansQATQuantizer):
                 s.quant.recluster = False
-                s.quant.codebook.centers.requires_grad_(self.method == "cat-lloyd")
         C.harden(engine.model)
-
-
-def host(engine, action):
-    """A mask change during a stage's epochs, with the model on the host (numpy bookkeeping), as the
-    engine runs entry and exit actions; a no-op move on the CPU."""
-    on_host = getattr(engine, "on_host", None)
-    return on_host(action) if on_host is not None else action()
 
 
 def _steps(engine, n: int) -> int:
@@ -143,12 +132,9 @@ class GradualMagnitude(Stage):
 
 @dataclass
 class ScoredPrune(SparsityPrune):
-    """A pruning round scored by ``snip``, ``fsc-ema`` (FSC's F_ij and F_i, exponential moving average
-    with ``decay`` per evaluation over one evaluation at every round's entry, on all Fisher samples,
-    and one at the end of each recovery epoch k of the rounds before the last, on quarter k mod 4 of
-    them) or ``fsc-regrow`` (FSC, then RigL-style regrowth in every recovery epoch)."""
+    """A pruning round scored by ``snip`` or ``fsc-regrow`` (FSC, then RigL-style regrowth in every
+    recovery epoch)."""
 
-    decay: float = 0.5
     regrow: float = 0.1          # fsc-regrow: fraction of synapses moved in the first round's epochs
 
     def enter(self, engine) -> int:
@@ -160,44 +146,16 @@ class ScoredPrune(SparsityPrune):
             elif self.scorer == "fsc-regrow":
                 neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
                                                     engine.logit_scale)
-            elif self.scorer == "fsc-ema":
-                self._accumulate(engine, engine.data.x_fisher, engine.data.y_fisher)
-                neuron, synapse = engine.fisher_ema
             else:
-                raise TrainingError(f"unknown scorer {self.scorer!r}; use 'snip', 'fsc-ema' or 'fsc-regrow'")
+                raise TrainingError(f"unknown scorer {self.scorer!r}; use 'snip' or 'fsc-regrow'")
             fsc.prune_to_sparsity(engine.model, synapse, level, per_layer=self.per_layer,
                                   neuron_scores=neuron if self.structured else None)
         return self.epochs
 
-    def _accumulate(self, engine, x, y) -> None:
-        neuron, synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale)
-        old = getattr(engine, "fisher_ema", None)
-        if old is not None:
-            b = self.decay
-            neuron = {k: b * old[0][k] + (1 - b) * v if old[0][k].shape == v.shape else v for k, v in neuron.items()}
-            synapse = {k: np.where(np.isfinite(v), b * np.where(np.isfinite(old[1][k]), old[1][k], 0) + (1 - b) * v,
-                                   -np.inf) for k, v in synapse.items()}
-        engine.fisher_ema = (neuron, synapse)
-
     def on_step(self, engine, epoch, epochs, n):
         if self.scorer == "fsc-regrow" and self.sparsity > 0:
             return self._regrow_step(engine, epoch, epochs, n)
-        if self.scorer != "fsc-ema" or self.round >= self.rounds or self.sparsity <= 0:
-            return None
-        per = _steps(engine, n)
-        count = [epoch * per]
-
-        def step() -> None:
-            count[0] += 1
-            if count[0] % per == 0:          # end of an epoch: one more Fisher evaluation
-                e = count[0] // per
-                x, y = engine.data.x_fisher, engine.data.y_fisher
-                q = max(1, x.shape[1] // 4)
-                sl = slice((e % 4) * q, (e % 4 + 1) * q)
-                if y[sl].numel():
-                    host(engine, lambda: self._accumulate(engine, x[:, sl], y[sl]))
-        return step
-
+        return None
 
     def _regrow_step(self, engine, epoch, epochs, n):
         """At the middle of every recovery epoch: the ``regrow`` fraction (halved each round) of every

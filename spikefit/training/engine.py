@@ -95,6 +95,7 @@ class Engine:
         self.state = TrainState()
         self.opt: torch.optim.Optimizer | None = None
         self.timers: dict[str, list[float]] = {}  # stage name -> wall time of each training step (not saved)
+        self.fisher_ema = None   # FSC scores averaged over training (spikefit.training.stages.fisher_ema)
         self.device = devices.resolve(config.device)
         self.world = distributed.init(self.device)   # one process, or this one of torchrun's
         self.progress = progress and self.world.main
@@ -194,7 +195,9 @@ class Engine:
         return {"version": CHECKPOINT_VERSION, "config": self.config.to_dict(), **self.checkpoint_extra(),
                 "arch": self.model.arch(), "model": _to_host(self.model.state_dict()),
                 "optimizer": None if self.opt is None else _to_host(self.opt.state_dict()),
-                "state": self.state.to_dict(), "torch_rng": torch.get_rng_state()}
+                "state": self.state.to_dict(), "torch_rng": torch.get_rng_state(),
+                "fisher_ema": None if self.fisher_ema is None else
+                [{k: torch.from_numpy(np.asarray(v)) for k, v in d.items()} for d in self.fisher_ema]}
 
     def save(self) -> None:
         """Write the checkpoint (rank 0 of a data-parallel fit only: one file, any process count resumes it)."""
@@ -213,6 +216,8 @@ class Engine:
             self.opt = make_optimizer(self.model, stage.lr)
             if ck["optimizer"] is not None:
                 self.opt.load_state_dict(ck["optimizer"])
+            ema = ck.get("fisher_ema")
+            self.fisher_ema = None if ema is None else tuple({k: v.numpy() for k, v in d.items()} for d in ema)
             torch.set_rng_state(ck["torch_rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             where = self.out / CHECKPOINT if self.out is not None else "checkpoint"
@@ -237,6 +242,16 @@ def _to_host(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_host(v) for v in obj)
     return obj
+
+
+def cat_schedule(engine: Engine, mode: str | None, epoch: int, epochs: int, n: int) -> Callable[[], None] | None:
+    """What a CAT stage does after every training step: "lloyd" moves every codebook one Lloyd step
+    (:func:`spikefit.cat.lloyd_step`), "soft" anneals the temperature (:func:`soft_schedule`)."""
+    if mode == "soft":
+        return soft_schedule(engine, epoch, epochs, n)
+    if mode == "lloyd":
+        return lambda: C.lloyd_step(engine.model)
+    return None
 
 
 def soft_schedule(engine: Engine, epoch: int, epochs: int, n: int) -> Callable[[], None]:

@@ -17,7 +17,7 @@ import numpy as np
 from .. import cat as C
 from .. import fsc
 from ..errors import TrainingError
-from .engine import soft_schedule
+from .engine import cat_schedule
 from .loop import epoch_seed
 
 
@@ -69,7 +69,7 @@ class Cat(Stage):
         return self.epochs
 
     def on_step(self, engine, epoch, epochs, n):
-        return soft_schedule(engine, epoch, epochs, n) if engine.config.cat_mode == "soft" else None
+        return cat_schedule(engine, engine.config.cat_mode, epoch, epochs, n)
 
     def exit(self, engine) -> None:
         C.harden(engine.model)
@@ -94,6 +94,11 @@ class ChipPrune(Stage):
         engine.state.pruned[self.name] = {"binding": binding,
                                           **chipfit.usage(chipfit.report(engine.model, engine.target))}
         return self.epochs
+
+    def on_step(self, engine, epoch, epochs, n):
+        if self.name in engine.state.pruned and self.round < self.rounds and engine.config.prune_scorer == "fsc":
+            return fisher_epochs(engine, epoch, n)
+        return None
 
     def exit(self, engine) -> None:
         if self.name in engine.state.pruned:
@@ -142,7 +147,7 @@ def neuron_groups(model) -> tuple[dict[str, np.ndarray], int]:
 
 # -- the compression benchmark's stages (engine: spikefit.training.engine.Engine) ------------------
 
-CAT_METHODS = ("cat", "cat-hard", "cat-soft", "fsc", "magnitude", "random")
+CAT_METHODS = ("cat", "cat-lloyd", "cat-hard", "cat-soft", "fsc", "fsc-point", "magnitude", "random")
 
 
 @dataclass
@@ -154,14 +159,14 @@ class Compress(Stage):
     scope: str = "layer"
     weight_bits: int | None = 8
     zero: bool = True
-    mode: str | None = None     # set on entry: "hard" / "soft" for CAT, None otherwise
+    mode: str | None = None     # set on entry: CAT's mode ("lloyd", "hard", "soft"), None otherwise
 
     def enter(self, engine) -> int:
         model, cfg = engine.model, engine.config
         if self.method in CAT_METHODS:
             if self.M is None and self.method.startswith("cat"):
                 raise TrainingError(f"method {self.method!r} needs M (codebook size)")
-            self.mode = {"cat": cfg.cat_mode, "cat-hard": "hard", "cat-soft": "soft"}.get(self.method, cfg.cat_mode)
+            self.mode = {"cat-lloyd": "lloyd", "cat-hard": "hard", "cat-soft": "soft"}.get(self.method, cfg.cat_mode)
             if self.M is not None:
                 C.attach_cat(model, C.CatSpec(self.M, self.scope, self.weight_bits, "layer", self.mode, self.zero))
         elif self.method == "uniform":
@@ -178,7 +183,7 @@ class Compress(Stage):
         return self.epochs
 
     def on_step(self, engine, epoch, epochs, n):
-        return soft_schedule(engine, epoch, epochs, n) if self.mode == "soft" else None
+        return cat_schedule(engine, self.mode, epoch, epochs, n)
 
     def exit(self, engine) -> None:
         if self.mode is not None:
@@ -204,6 +209,11 @@ class SparsityPrune(Stage):
                                   neuron_scores=neuron if self.structured else None)
         return self.epochs
 
+    def on_step(self, engine, epoch, epochs, n):
+        if self.scorer == "fsc" and self.round < self.rounds and self.sparsity > 0:
+            return fisher_epochs(engine, epoch, n)
+        return None
+
 
 @dataclass
 class KMeansAfter(Stage):
@@ -221,12 +231,65 @@ class KMeansAfter(Stage):
 
 
 def scores(scorer: str, engine, round_: int):
-    """(synapse scores, neuron scores or None) of a pruner on the engine's Fisher samples."""
+    """(synapse scores, neuron scores or None) of a pruner on the engine's Fisher samples: "fsc" the
+    scores averaged over training (:func:`fisher_ema`), "fsc-point" this one evaluation."""
     if scorer == "magnitude":
         return fsc.magnitude_scores(engine.model), None
     if scorer == "random":
         rng = np.random.default_rng(epoch_seed(engine.config.seed, 10_000 + round_))
         return fsc.random_scores(engine.model, rng), None
-    neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher, engine.logit_scale,
-                                       device=engine.device)
+    if scorer == "fsc":
+        neuron, synapse = fisher_ema(engine)
+    else:
+        neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
+                                            engine.logit_scale, device=engine.device)
     return synapse, neuron
+
+
+# -- FSC scores averaged over training ---------------------------------------------------------------
+
+FISHER_DECAY = 0.5   # weight of the average so far at every new evaluation (docs/method.md: FSC over training)
+
+
+def fisher_ema(engine, x=None, y=None, decay: float = FISHER_DECAY):
+    """FSC scores (F_i of every neuron, F_ij of every synapse) averaged over training: this evaluation
+    on ``x``, ``y`` (default: all the engine's Fisher samples) blended into ``engine.fisher_ema`` as
+    ``decay * average + (1 - decay) * new``. A population or connection whose shape changed (neurons
+    removed) starts over from the new scores; pruned synapses stay ``-inf``. Returns (neuron, synapse)."""
+    x = engine.data.x_fisher if x is None else x
+    y = engine.data.y_fisher if y is None else y
+    neuron, synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale, device=engine.device)
+    old = getattr(engine, "fisher_ema", None)
+    if old is not None:
+        def same(d, k, v):
+            return k in d and d[k].shape == v.shape
+        neuron = {k: decay * old[0][k] + (1 - decay) * v if same(old[0], k, v) else v for k, v in neuron.items()}
+        synapse = {k: np.where(np.isfinite(v), decay * np.where(np.isfinite(old[1][k]), old[1][k], 0) + (1 - decay) * v,
+                               -np.inf) if same(old[1], k, v) else v for k, v in synapse.items()}
+    engine.fisher_ema = (neuron, synapse)
+    return neuron, synapse
+
+
+def fisher_epochs(engine, epoch: int, n: int) -> Callable[[], None]:
+    """A pruning round's recovery (every round but the last): at the end of every epoch one more
+    evaluation into :func:`fisher_ema`, on quarter ``k mod 4`` of the Fisher samples at epoch k."""
+    per = -(-n // engine.config.batch_size)
+    count = [epoch * per]
+
+    def step() -> None:
+        count[0] += 1
+        if count[0] % per == 0:
+            e = count[0] // per
+            x, y = engine.data.x_fisher, engine.data.y_fisher
+            q = max(1, x.shape[1] // 4)
+            sl = slice((e % 4) * q, (e % 4 + 1) * q)
+            if y[sl].numel():
+                fisher_ema(engine, x[:, sl], y[sl])     # on the training device; the model is unchanged
+    return step
+
+
+def host(engine, action):
+    """A mask or score change during a stage's epochs, with the model on the host (numpy
+    bookkeeping), as the engine runs entry and exit actions; a no-op move on the CPU."""
+    on_host = getattr(engine, "on_host", None)
+    return on_host(action) if on_host is not None else action()
