@@ -8,10 +8,10 @@ measures test accuracy. Methods:
 
 =============  ==================================================================================
 ``float``      no quantization
-``cat``        CAT in its default mode (``FitConfig.cat_mode``: lloyd), M values per scope group
+``cat``        CAT in its default mode (``FitConfig.cat_mode``: hard), M values per scope group
+``cat-hard``   CAT, nearest-centroid + straight-through, the codebook learned by gradient throughout
 ``cat-lloyd``  CAT, nearest-centroid + straight-through; the codebook follows one Lloyd step per training step in
                the CAT stage, then is learned by gradient
-``cat-hard``   CAT, nearest-centroid + straight-through, the codebook learned by gradient throughout
 ``cat-soft``   CAT, soft assignment (attention, annealed temperature, learned centroids), hard at the end
 ``kmeans``     post-training k-means to M values per scope group (float training, no fine-tune)
 ``uniform``    QAT on a uniform ``log2(M)``-bit signed grid ``s * [-2^(k-1), 2^(k-1)-1]``, learned s

@@ -6,12 +6,12 @@ chip's integer grid ``scale * q`` with ``q`` a signed ``weight_bits`` integer, n
 "no synapse"). The formulation, the three modes and the measurements that chose the default are in
 ``docs/method.md``:
 
-* ``lloyd`` (default): nearest-centroid assignment, straight-through gradients to the latent weights;
-  after every training step each codebook value moves to the mean of the latent weights assigned
-  to it (one Lloyd step, :func:`lloyd_step`). When CAT ends (:func:`harden`) the codebook becomes a
-  gradient parameter: pruning rounds and fine-tuning learn its values as in ``hard``;
-* ``hard``: nearest-centroid assignment, straight-through gradients (a weight's gradient goes to its
-  latent weight unchanged and is summed into its centroid);
+* ``hard`` (default): nearest-centroid assignment, straight-through gradients (a weight's gradient
+  goes to its latent weight unchanged and is summed into its centroid);
+* ``lloyd``: the same assignment; after every training step each codebook value moves to the mean
+  of the latent weights assigned to it (one Lloyd step, :func:`lloyd_step`). When CAT ends
+  (:func:`harden`) the codebook becomes a gradient parameter: pruning rounds and fine-tuning learn
+  its values as in ``hard``;
 * ``soft``: attention ``softmax(-(w - c)^2 / (tau * sigma^2))`` with tau annealed, then hard (the
   centroids are learned by gradient; DKM's EM re-estimation is :mod:`spikefit.compress.quantizers_qat`).
 
@@ -82,7 +82,7 @@ class CatSpec:
     scope: str = "layer"                 # "neuron" | "core" | "layer" | "chip"
     weight_bits: int | None = None       # signed integer precision; None: no integer grid
     weight_scaling: str = "layer"        # one scale per "layer", per "chip", or "none" (integers)
-    mode: str = "lloyd"                  # codebook update: "lloyd", "hard" (STE gradient) or "soft" (annealed DKM)
+    mode: str = "hard"                   # codebook update: "hard" (STE gradient), "lloyd" or "soft" (annealed DKM)
     zero: bool = True                    # 0 (absent synapse) is a free extra level, not one of the M
     layer_bits: tuple = ()               # ((connection, bits, narrow), ...): a layer's own grid (layer_grids)
 

@@ -17,7 +17,7 @@ from torch import nn
 from . import network as N
 from .errors import TrainingError
 
-MODES = ("lloyd", "hard", "soft")    # CAT's codebook updates (spikefit.cat): Lloyd / gradient (STE) / attention
+MODES = ("hard", "lloyd", "soft")    # CAT's codebook updates (spikefit.cat): gradient (STE) / Lloyd / attention
 KMEANS_ITERS = 25           # Lloyd iterations of the codebook initialisation (1-D, converges in ~10)
 KMEANS_SAMPLE = 2 ** 20     # a larger group is initialised from this many of its values, drawn seeded
 

@@ -68,10 +68,11 @@ def _model(conv: bool = False) -> SNN:
 @pytest.mark.parametrize("scope", ["layer", "neuron", "core", "chip"])
 @pytest.mark.parametrize("M", [2, 4])
 @pytest.mark.parametrize("conv", [False, True])
-def test_codebook_invariants(scope, M, conv):
+@pytest.mark.parametrize("mode", ["hard", "lloyd"])
+def test_codebook_invariants(scope, M, conv, mode):
     model = _model(conv)
     groups = core_groups(model, TargetSpec.from_dict({"name": "t", "limits": {"neurons_per_core": 8}})) if scope == "core" else None
-    attach_cat(model, CatSpec(M=M, scope=scope, weight_bits=6), groups)
+    attach_cat(model, CatSpec(M=M, scope=scope, weight_bits=6, mode=mode), groups)
     # train a little so codebooks move
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = (torch.rand(6, 4, *model.input_shape) < 0.5).float()
@@ -117,7 +118,7 @@ def test_hard_assignment_straight_through_gradients():
 
 def test_lloyd_step_moves_each_value_to_the_mean_of_its_weights():
     model = SNN.mlp(4, [3], 2, seed=0)
-    attach_cat(model, CatSpec(M=3, scope="chip", weight_bits=None))        # one codebook, both connections
+    attach_cat(model, CatSpec(M=3, scope="chip", weight_bits=None, mode="lloyd"))  # one codebook, both connections
     fc1, fc2 = model.synapses()
     cb = fc1.quant.codebook
     assert fc2.quant.codebook is cb and fc1.quant.mode == "lloyd" and not cb.centers.requires_grad

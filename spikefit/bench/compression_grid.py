@@ -46,7 +46,7 @@ PRUNERS = ("fsc", "fsc-point", "fsc-gmp", "fsc-regrow", "magnitude", "gmp", "gmp
            "rigl", "random")
 ONCE = ("float", "ternary")                                          # once per seed
 REFERENCES = ("dense",)                                              # x sparsity: the equal-synapse dense network
-DEFAULT_METHODS = ("float", "cat", "cat-hard", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc",
+DEFAULT_METHODS = ("float", "cat", "cat-lloyd", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc",
                    "fsc-point", "fsc-regrow", "gmp", "gmp-layer", "snip", "rigl", "dense")   # the full grid (docs/benchmarks.md)
 QUANT_BASELINES = ("kmeans", "uniform", "lsq", "dkm", "kmeans-qat")          # what CAT must beat
 PRUNE_BASELINES = ("magnitude", "gmp", "gmp-layer", "snip", "rewire", "rigl", "random")  # what FSC must beat

@@ -55,7 +55,7 @@ def _epochs(value: str | None) -> dict:
               "is a float fine-tune of the given weights (default 0: CAT starts from them).")
 @click.option("--steps", type=STEPS, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
 @click.option("--cat-mode", type=click.Choice(["lloyd", "hard", "soft"]),
-              help="How CAT moves the codebook: Lloyd steps (default), gradient, or soft attention.")
+              help="How CAT moves the codebook: gradient (hard, the default), Lloyd steps, or soft attention.")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Samples per step (default 64); under torchrun each step's batch is split across the processes.")
 @click.option("--device", default="auto", show_default=True,

@@ -50,7 +50,7 @@ class ConvLayers:
 DEFAULT_HIDDEN = {"digits": (128,), "mnist1d": (256,), "digits-image": (16, 32)}
 DEFAULT_CONV = {"digits-image": ConvLayers(strides=(1, 2))}
 DEFAULT_STEPS = {"digits": 16, "mnist1d": 20, "digits-image": 16}  # rate codes need ~16-20 steps to resolve intensities
-MODES = ("lloyd", "hard", "soft")                        # CAT codebook updates (spikefit.cat.MODES)
+MODES = ("hard", "lloyd", "soft")                        # CAT codebook updates (spikefit.cat.MODES)
 
 
 @dataclass
@@ -80,8 +80,9 @@ class FitConfig:
     prune_epochs: int = 3                  # recovery after each pruning round
     finetune_epochs: int = 5               # hard codebook, lower learning rate
     # -- CAT ------------------------------------------------------------------------------------
-    cat_mode: str = "lloyd"                # "lloyd" (Lloyd-refreshed codebook, then learned), "hard" (STE-learned)
-                                           # or "soft" (annealed attention); lloyd measured best, docs/method.md
+    cat_mode: str = "hard"                 # "hard" (STE, codebook learned), "lloyd" (Lloyd-refreshed codebook, then
+                                           # learned: better per layer, worse per neuron and before FSC at 50-75 %,
+                                           # docs/method.md) or "soft" (annealed attention)
     tau_start: float = 0.5                 # soft mode: attention temperature (x group weight variance) at CAT start
     tau_end: float = 0.005                 # ... and at CAT end, then hard
     max_weight_bits: int | None = 8        # Lava's mixed-sign 8-bit mantissa: the emulator and Lava run the fit
