@@ -6,7 +6,12 @@ compression``) with one schedule of the epochs after CAT, given as ``FitConfig``
 
 * ``3x3``: ``prune_rounds=3, prune_epochs=3, finetune_epochs=5`` (the defaults);
 * ``5x2``: 5 rounds of 2 recovery epochs, 4 fine-tuning epochs;
-* ``9x1``: 9 rounds of 1 recovery epoch, 5 fine-tuning epochs.
+* ``9x1``: 9 rounds of 1 recovery epoch, 5 fine-tuning epochs;
+* ``9x1-adam``: ``9x1`` with one Adam for all the rounds (the engine starts a fresh one per stage);
+* ``9x1-span``: ``9x1-adam`` with one cosine decay of ``prune_lr`` over all the rounds' epochs (the
+  engine decays it within each stage: a round of one epoch trains at ``prune_lr`` throughout);
+* ``pf-3x3``, ``pf-9x1``: the same schedules with the pruning rounds before CAT (warm-up, rounds on
+  the float weights, CAT on the pruned network, fine-tuning) instead of after it.
 
 Each schedule trains 14 epochs after CAT. Round ``r`` of ``R`` prunes to ``1 - (1 - s)^(r/R)`` of
 the synapses: more rounds, smaller cuts. SNIP runs in the same rounds, so it gets the same schedule.
@@ -29,7 +34,66 @@ SCHEDULES = {
     "3x3": {"prune_rounds": 3, "prune_epochs": 3, "finetune_epochs": 5},
     "5x2": {"prune_rounds": 5, "prune_epochs": 2, "finetune_epochs": 4},
     "9x1": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
+    "9x1-adam": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
+    "9x1-span": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
+    "pf-3x3": {"prune_rounds": 3, "prune_epochs": 3, "finetune_epochs": 5},
+    "pf-9x1": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
 }
+
+
+def patch(schedule):
+    """``-adam``: a pruning round after the first keeps the optimizer of the round before it;
+    ``-span``: besides, the learning rate of the rounds decays along one cosine over all of them."""
+    from spikefit import baselines as B
+    from spikefit.training import distributed
+    from spikefit.training import engine as E
+    from spikefit.training.loop import set_lr, stage_lr
+
+    E.Engine.begin_stage = getattr(E.Engine, "_begin_stage", E.Engine.begin_stage)   # a worker runs many rows
+    E.Engine.run_epoch = getattr(E.Engine, "_run_epoch", E.Engine.run_epoch)
+    E.Engine._begin_stage, E.Engine._run_epoch = E.Engine.begin_stage, E.Engine.run_epoch
+    B.plan = getattr(B, "_plan", B.plan)
+    B._plan = B.plan
+    if schedule.startswith("pf-"):
+        plan = B.plan
+
+        def prune_first(*a, **k):
+            stages = plan(*a, **k)
+            cat = [st for st in stages if st.name == "compress"]
+            rest = [st for st in stages if st.name != "compress"]
+            i = [st.name for st in rest].index("finetune")
+            return rest[:i] + cat + rest[i:]
+        B.plan = prune_first
+        return
+    if not schedule.endswith(("-adam", "-span")):
+        return
+    begin, run_epoch = E.Engine.begin_stage, E.Engine.run_epoch
+
+    def rounds(engine):
+        return [s for s in engine.plan if s.name.startswith("prune")]
+
+    def begin_stage(self, lr):
+        stage = self.plan[self.state.stage]
+        if stage.name.startswith("prune") and stage is not rounds(self)[0] and self.opt is not None:
+            self.model.to(self.device)
+            self.step_model = distributed.wrap(self.model, self.world, self.device)
+            return
+        begin(self, lr)
+
+    def epoch(self, stage, ep, epochs):
+        if schedule.endswith("-span") and stage.name.startswith("prune"):
+            rs = rounds(self)
+            done = sum(s.epochs for s in rs[:rs.index(stage)])
+            lr = stage_lr(stage.lr, done + ep, sum(s.epochs for s in rs))
+            orig = E.set_lr
+            E.set_lr = lambda opt, _lr: set_lr(opt, lr)      # run_epoch's own setting, replaced
+            try:
+                return run_epoch(self, stage, ep, epochs)
+            finally:
+                E.set_lr = orig
+        return run_epoch(self, stage, ep, epochs)
+
+    E.Engine.begin_stage, E.Engine.run_epoch = begin_stage, epoch
 
 
 def job(args):
@@ -37,11 +101,12 @@ def job(args):
     from spikefit.baselines import run_method
     from spikefit.training.config import FitConfig
 
+    patch(schedule)
     cfg = FitConfig(hidden=hidden, device="cpu", **SCHEDULES[schedule])
     t = time.time()
     r = run_method(method, ds, 4, sp, seed, cfg, threads=1)
     return {"method": method, "schedule": schedule, "ds": ds, "hidden": hidden, "sp": sp, "seed": seed,
-            "acc": r["accuracy"], "neurons": r["hidden"], "synapses": r["synapses"], "s": round(time.time() - t, 1)}
+            "acc": r["accuracy"], "synapses": r["synapses"], "s": round(time.time() - t, 1)}
 
 
 def tasks(groups):
@@ -69,8 +134,7 @@ def report(rows, groups):
                     acc = [100 * r["acc"] for r in a]
                     d = [100 * (r["acc"] - base[r["seed"]]) for r in a if r["seed"] in base]
                     print(f"  {m:8s} {sch}: {st.mean(acc):6.2f} ± {st.stdev(acc) if len(acc) > 1 else 0:4.2f}  "
-                          f"vs {g['schedules'][0]} {st.mean(d):+6.2f}  seeds {[round(x, 1) for x in acc]}  "
-                          f"hidden neurons {[r['neurons'] for r in a]}", flush=True)
+                          f"vs {g['schedules'][0]} {st.mean(d):+6.2f}  seeds {[round(x, 1) for x in acc]}", flush=True)
 
 
 if __name__ == "__main__":
