@@ -35,7 +35,9 @@ measures test accuracy. Methods:
 =============  ==================================================================================
 
 Quantization methods prune with FSC when ``sparsity > 0``. Pruning is iterative: ``prune_rounds``
-rounds reach ``sparsity`` geometrically, each followed by ``prune_epochs`` of fine-tuning.
+rounds reach ``sparsity`` geometrically, each followed by ``prune_epochs`` of fine-tuning; by default
+(``FitConfig.prune_order``) they prune the float network before the compression stage, as ``spikefit fit``
+does. Every pruner (GMP and rewiring in one stage of the rounds' epochs) takes the same place.
 """
 from __future__ import annotations
 
@@ -75,33 +77,38 @@ ALLOCATION = {"fsc": "global", "fsc-point": "global", "fsc-gmp": "global", "fsc-
 def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scope: str = "layer",
          weight_bits: int | None = 8, allocation: str | None = None, fsc_neurons: bool = True,
          zero: bool = True) -> list[Stage]:
-    """The method's stage plan on the training engine: float warm-up, the compression stage (its
-    quantizer), pruning rounds towards ``sparsity`` (each followed by recovery epochs), fine-tune,
-    and for ``kmeans`` the post-training quantization."""
+    """The method's stage plan on the training engine: float warm-up, the pruning towards ``sparsity``
+    (rounds, each followed by recovery epochs, or the pruner's one stage) and the compression stage (its
+    quantizer) in ``config.prune_order``, fine-tune, and for ``kmeans`` the post-training quantization.
+    Without pruning (``sparsity`` 0) the rounds' epochs train as one stage after the compression stage,
+    so that every method trains as many epochs at the same learning rates."""
     cfg = config
     scorer = PRUNERS.get(method, "fsc")
     per_layer = (allocation or ALLOCATION.get(method, ALLOCATION[scorer])) == "layer"
-    stages: list[Stage] = [Warmup("warmup", cfg.warmup_epochs, cfg.lr)]
     if method in QAT_METHODS:
-        stages.append(QATCompress("compress", cfg.cat_epochs, cfg.lr, method=method, M=M, weight_bits=weight_bits,
-                                  zero=zero, scope=scope))
+        compress: Stage = QATCompress("compress", cfg.cat_epochs, cfg.lr, method=method, M=M, weight_bits=weight_bits,
+                                      zero=zero, scope=scope)
     else:  # the method's quantizer; CAT under every pruner and the dense reference (float when M is None)
-        stages.append(Compress("compress", cfg.cat_epochs, cfg.lr, method="fsc" if method in CAT_UNDER else method,
-                               M=M, scope=scope, weight_bits=weight_bits, zero=zero))
+        compress = Compress("compress", cfg.cat_epochs, cfg.lr, method="fsc" if method in CAT_UNDER else method,
+                            M=M, scope=scope, weight_bits=weight_bits, zero=zero)
     span = cfg.prune_rounds * cfg.prune_epochs     # every pruner trains as many epochs as FSC's rounds
-    if scorer == "gmp" and sparsity > 0:
-        stages.append(GradualMagnitude("prune", span, cfg.prune_lr, sparsity=sparsity, per_layer=per_layer,
-                                       scorer="fsc" if method == "fsc-gmp" else "magnitude"))
-    elif scorer == "rewire" and sparsity > 0:
-        stages.append(Rewire("prune", span, cfg.prune_lr, sparsity=sparsity,
-                             grow="gradient" if method == "rigl" else "random", per_layer=per_layer))
+    if sparsity <= 0:
+        prune: list[Stage] = [Stage("train", span, cfg.prune_lr)]
+    elif scorer == "gmp":
+        prune = [GradualMagnitude("prune", span, cfg.prune_lr, sparsity=sparsity, per_layer=per_layer,
+                                  scorer="fsc" if method == "fsc-gmp" else "magnitude")]
+    elif scorer == "rewire":
+        prune = [Rewire("prune", span, cfg.prune_lr, sparsity=sparsity, grow="gradient" if method == "rigl" else "random",
+                        per_layer=per_layer)]
     else:
         kind = ScoredPrune if scorer in ("snip", "fsc-regrow") else SparsityPrune
-        stages += [kind(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,
-                        sparsity=sparsity, scorer=scorer if scorer not in ("gmp", "rewire") else "fsc",
-                        per_layer=per_layer, structured=scorer in ("fsc", "fsc-point", "fsc-regrow") and fsc_neurons)
-                   for r in range(1, cfg.prune_rounds + 1)]
-    stages.append(Stage("finetune", cfg.finetune_epochs, cfg.finetune_lr))
+        prune = [kind(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds,
+                      sparsity=sparsity, scorer=scorer, per_layer=per_layer,
+                      structured=scorer in ("fsc", "fsc-point", "fsc-regrow") and fsc_neurons)
+                 for r in range(1, cfg.prune_rounds + 1)]
+    middle = prune + [compress] if sparsity > 0 and cfg.prune_order == "before-cat" else [compress] + prune
+    stages = [Warmup("warmup", cfg.warmup_epochs, cfg.lr), *middle, Stage("finetune", cfg.finetune_epochs,
+                                                                          cfg.finetune_lr)]
     if method == "kmeans":
         stages.append(KMeansAfter("kmeans", 0, cfg.finetune_lr, M=M, scope=scope, weight_bits=weight_bits, zero=zero))
     return stages

@@ -32,8 +32,8 @@ from . import network as N
 from .errors import TrainingError
 from .nn import Conv
 from .quantizers import (KMEANS_ITERS, MODES, Codebook, CodebookQuantizer, TernaryQuantizer,  # noqa: F401 (re-exported)
-                         UniformQuantizer, _grouped_values, build_quantizer, kmeans_1d, quantizer_from_quantization,
-                         resize_rows, round_ste, weight_grid)
+                         UniformQuantizer, _grouped_values, build_quantizer, kmeans_1d, lloyd_accumulate, lloyd_means,
+                         quantizer_from_quantization, resize_rows, round_ste, weight_grid)
 
 def power_of_two_scale(max_abs: float, qmax: int, vth: float) -> float:
     """The finest scale ``vth / 2^k`` that still holds ``max_abs`` within ``qmax`` steps.
@@ -149,9 +149,10 @@ def attach_cat(model, spec: CatSpec, groups: tuple[dict[str, np.ndarray], int] |
     scales = {}
     for s in syns:
         vth = model.post_of(s).vth
-        w = s.weight * s.mask
+        # a connection pruned to nothing (pruning before CAT) holds only zeros: the grid of its latent weights
+        amax = float((s.weight * s.mask).abs().max()) or float(s.weight.abs().max()) or vth
         own = weight_grid(*spec.grid_of(s.name))
-        scales[s.name] = power_of_two_scale(w.abs().max(), own[1], vth) if own else None
+        scales[s.name] = power_of_two_scale(amax, own[1], vth) if own else None
     if grid and spec.weight_scaling == "chip":
         common = max(scales.values())  # the coarsest grid holds every layer's weights
         scales = {k: common for k in scales}
@@ -252,11 +253,8 @@ def lloyd_step(model) -> None:
         for s in syns:
             rows = s.weight.detach().reshape(s.weight.shape[0], -1)
             keep = (s.mask.reshape(rows.shape) != 0).to(rows.dtype)
-            flat = (s.quant.groups[:, None] * L + s.quant.assign(s.weight)).reshape(-1)
-            sums.index_add_(0, flat, (rows * keep).reshape(-1))
-            counts.index_add_(0, flat, keep.reshape(-1))
-        sums, counts = sums.reshape(G, L)[:, :M], counts.reshape(G, L)[:, :M]
-        cb.centers.copy_(torch.where(counts > 0, sums / counts.clamp_min(1), cb.centers))
+            lloyd_accumulate(sums, counts, s.quant.groups, s.quant.assign(s.weight), rows, L, keep)
+        cb.centers.copy_(lloyd_means(cb.centers, sums, counts))
 
 
 def codebook_quantizers(model) -> list[CodebookQuantizer]:

@@ -66,6 +66,25 @@ def kmeans_1d(values: list[np.ndarray], M: int, zero: bool = False) -> np.ndarra
     return out
 
 
+def lloyd_accumulate(sums: torch.Tensor, counts: torch.Tensor, groups: torch.Tensor, idx: torch.Tensor,
+                     rows: torch.Tensor, levels: int, keep: torch.Tensor | None = None) -> None:
+    """One Lloyd step's sums, in place: every weight of ``rows`` (one row per output; its codebook
+    row ``groups[row]``) adds to bin ``groups[row] * levels + idx`` of the flat ``sums`` and
+    ``counts``; ``keep`` (0 or 1 per weight) leaves weights out."""
+    flat = (groups[:, None] * levels + idx).reshape(-1)
+    sums.index_add_(0, flat, (rows if keep is None else rows * keep).reshape(-1))
+    counts.index_add_(0, flat, (torch.ones_like(rows) if keep is None else keep).reshape(-1))
+
+
+def lloyd_means(centers: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The codebook (G, M) after a Lloyd step: each value the mean of its bin of
+    :func:`lloyd_accumulate`, a value with an empty bin unchanged (bins past M, e.g. the zero level, are
+    ignored)."""
+    G, M = centers.shape
+    sums, counts = sums.reshape(G, -1)[:, :M], counts.reshape(G, -1)[:, :M]
+    return torch.where(counts > 0, sums / counts.clamp_min(1), centers)
+
+
 def _grouped_values(w: np.ndarray, mask: np.ndarray, groups: np.ndarray, G: int) -> list[np.ndarray]:
     rows = w.reshape(w.shape[0], -1)
     m = mask.reshape(mask.shape[0], -1).astype(bool)

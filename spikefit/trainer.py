@@ -168,13 +168,12 @@ class Trainer(Engine):
     # -- the plan --------------------------------------------------------------------------------
     def stages(self) -> list:
         cfg = self.config
-        plan = [Warmup("warmup", cfg.init_warmup_epochs if self.user_model else cfg.warmup_epochs, cfg.lr)]
-        if self.spec.active:
-            plan.append(Cat("cat", cfg.cat_epochs, cfg.lr))
-        plan += [ChipPrune(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds)
-                 for r in range(1, cfg.prune_rounds + 1)]
-        plan.append(Finetune("finetune", cfg.finetune_epochs, cfg.finetune_lr))
-        return plan
+        cat = [Cat("cat", cfg.cat_epochs, cfg.lr)] if self.spec.active else []
+        rounds = [ChipPrune(f"prune{r}", cfg.prune_epochs, cfg.prune_lr, round=r, rounds=cfg.prune_rounds)
+                  for r in range(1, cfg.prune_rounds + 1)]
+        middle = rounds + cat if cfg.prune_order == "before-cat" else cat + rounds
+        return [Warmup("warmup", cfg.init_warmup_epochs if self.user_model else cfg.warmup_epochs, cfg.lr), *middle,
+                Finetune("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
 
     def prune(self, progress: float, round_: int) -> None:
         """Score (FSC or the configured scorer) and prune towards the budgets interpolated at ``progress``."""

@@ -284,7 +284,7 @@ def test_a_one_process_checkpoint_resumes_on_two_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["ok"] is True
-    assert [h["stage"] for h in report["stages"]][:2] == ["warmup", "cat"] and report["stages"][0]["epochs"] == 3
+    assert [h["stage"] for h in report["stages"]][:2] == ["warmup", "prune1"] and report["stages"][0]["epochs"] == 3
 
 
 # -- bench train -----------------------------------------------------------------------------------

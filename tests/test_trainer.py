@@ -130,3 +130,32 @@ def test_soft_mode_and_qat_target_fit():
     assert result.report.ok
     cb = json.loads(json.dumps(result.network.nodes["fc1"].quant.to_dict()))
     assert cb["codebook"] is None and cb["weight_bits"] == 8
+
+
+def test_prune_order_sets_the_plan_and_the_report(tmp_path):
+    """The rounds prune the float network before CAT by default (CAT's core codebooks then come from the
+    final placement); ``after-cat`` runs CAT first. Both fit, and the report lists the stages in their order."""
+    target = tiny_target(neurons=None, synapses=900, fan_in=None, cores=3, neurons_per_core=12, unique_weights=4,
+                         unique_weights_scope="core")
+    runs = {}
+    for order in ("before-cat", "after-cat"):
+        out = tmp_path / order
+        runs[order] = fit(None, "digits", target, FitConfig(**TINY, prune_order=order), out=out, progress=False)
+        assert runs[order].report.ok
+        md = (out / "report.md").read_text()
+        rows = [line.split(" |")[0] for line in md.splitlines() if line.startswith("| ")]
+        pruned = "| FSC pruned (float weights)" if order == "before-cat" else "| FSC pruned (quantized weights)"
+        cat = "| CAT (quantized, hard) of the pruned network" if order == "before-cat" else "| CAT (quantized, hard)"
+        assert (rows.index(pruned) < rows.index(cat)) == (order == "before-cat")
+    assert [h["stage"] for h in runs["before-cat"].history] == ["warmup", "prune1", "prune2", "cat", "finetune"]
+    assert [h["stage"] for h in runs["after-cat"].history] == ["warmup", "cat", "prune1", "prune2", "finetune"]
+    before = runs["before-cat"]
+    assert before.pruning["prune1"]["binding"] and before.accuracy["cat"] > 0.3    # CAT trained the pruned network
+
+
+def test_prune_order_is_checked_and_old_checkpoints_keep_theirs():
+    with pytest.raises(TrainingError, match="unknown prune_order 'first'; use one of before-cat, after-cat"):
+        FitConfig(prune_order="first")
+    old = {k: v for k, v in FitConfig().to_dict().items() if k != "prune_order"}   # a config saved before the field
+    assert FitConfig.from_dict(old).prune_order == "after-cat"
+    assert FitConfig.from_dict(FitConfig().to_dict()).prune_order == "before-cat"

@@ -1,6 +1,8 @@
 """The training engine: typed state, stage plans of the fit and the baselines, one checkpoint format."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from spikefit.baselines import plan
@@ -27,12 +29,20 @@ def test_state_round_trips_and_rejects_unknown_fields():
 
 
 def test_baseline_plans_are_stage_objects():
-    stages = plan("kmeans", 4, 0.5, CFG)
-    assert [type(s) for s in stages] == [Warmup, Compress, SparsityPrune, SparsityPrune, Stage, KMeansAfter]
-    assert [s.name for s in stages] == ["warmup", "compress", "prune1", "prune2", "finetune", "kmeans"]
-    assert stages[2].sparsity == 0.5 and stages[2].per_layer is False and stages[2].structured   # FSC: one global ranking
+    stages = plan("kmeans", 4, 0.5, CFG)      # the default order: the rounds prune the float network, then CAT
+    assert [type(s) for s in stages] == [Warmup, SparsityPrune, SparsityPrune, Compress, Stage, KMeansAfter]
+    assert [s.name for s in stages] == ["warmup", "prune1", "prune2", "compress", "finetune", "kmeans"]
+    assert stages[1].sparsity == 0.5 and stages[1].per_layer is False and stages[1].structured   # FSC: one global ranking
     magnitude = plan("magnitude", 4, 0.5, CFG)
-    assert magnitude[2].scorer == "magnitude" and magnitude[2].per_layer and not magnitude[2].structured
+    assert magnitude[1].scorer == "magnitude" and magnitude[1].per_layer and not magnitude[1].structured
+    after = plan("fsc", 4, 0.5, replace(CFG, prune_order="after-cat"))
+    assert [s.name for s in after] == ["warmup", "compress", "prune1", "prune2", "finetune"]
+    gmp = plan("gmp", 4, 0.5, CFG)            # every pruner takes the same place, in its one stage of the rounds' epochs
+    assert [(s.name, s.epochs) for s in gmp] == [("warmup", 1), ("prune", 2), ("compress", 1), ("finetune", 1)]
+    dense = plan("cat", 4, 0.0, CFG)          # nothing to prune: the rounds' epochs as one stage after CAT
+    assert [(type(s), s.name, s.epochs, s.lr) for s in dense] == [
+        (Warmup, "warmup", 1, CFG.lr), (Compress, "compress", 1, CFG.lr), (Stage, "train", 2, CFG.prune_lr),
+        (Stage, "finetune", 1, CFG.finetune_lr)]
 
 
 def test_a_baseline_plan_writes_the_fits_checkpoint_format(tmp_path):
@@ -43,6 +53,6 @@ def test_a_baseline_plan_writes_the_fits_checkpoint_format(tmp_path):
     ck = load_checkpoint(tmp_path / CHECKPOINT)         # the loader `spikefit fit --resume` uses
     state = TrainState.from_dict(ck["state"])
     assert state.stage == 5 and state.global_epoch == 5 and set(state.accuracy) == {"float"}
-    assert [h["stage"] for h in state.history] == ["warmup", "compress", "prune1", "prune2", "finetune"]
+    assert [h["stage"] for h in state.history] == ["warmup", "prune1", "prune2", "compress", "finetune"]
     assert all(0.0 <= h["accuracy"] <= 1.0 for h in state.history)
     assert ck["arch"]["stages"][0]["quant"]["type"] == "codebook" and ck["arch"]["stages"][0]["quant"]["M"] == 4

@@ -61,11 +61,12 @@ def _methods(text: str) -> list[str]:
 
 
 def build_config(preset: str, epochs: int | None, train_limit: int | None, test_limit: int | None,
-                 device: str = "cpu", hidden: tuple[int, ...] | None = None, precision: str = "fp32"):
+                 device: str = "cpu", hidden: tuple[int, ...] | None = None, precision: str = "fp32",
+                 prune_order: str = "before-cat"):
     from ..trainer import FitConfig
 
     over = {"train_limit": train_limit, "test_limit": test_limit, "threads": 1, "deploy": False, "device": device,
-            "hidden": hidden, "precision": precision}
+            "hidden": hidden, "precision": precision, "prune_order": prune_order}
     if epochs is not None:
         over.update(warmup_epochs=epochs, cat_epochs=epochs, prune_epochs=epochs, finetune_epochs=epochs)
     return FitConfig.preset(preset, **over)
@@ -118,12 +119,15 @@ def build_config(preset: str, epochs: int | None, train_limit: int | None, test_
               "(e.g. 1024; default: the dataset's own). Files are named compression_<dataset>-h<widths>.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="Training steps' matmuls in float32 or bfloat16 (autocast; FitConfig.precision).")
+@click.option("--prune-order", type=click.Choice(["before-cat", "after-cat"]), default="before-cat",
+              show_default=True, help="Every pruner prunes the float network before the compression stage, or the "
+              "compressed one after it (FitConfig.prune_order).")
 @click.option("--device", default="cpu", show_default=True,
               help="Training device of every cell (FitConfig.device: auto, cpu, cuda, cuda:N); these networks are "
                    "small: the CPU with --jobs processes is the fast choice.")
 def compression(dataset, data_file, layout, seeds, methods, Ms, sparsity, scope, prune_m, neuron_row, allocation,
                 jobs, preset, epochs, train_limit, test_limit, timing_steps, energy_targets, cache, out, from_json, as_json, quiet, hidden,
-                precision, device):
+                precision, prune_order, device):
     """Accuracy of compression methods (CAT, k-means, uniform, LSQ, DKM, k-means QAT, ternary; FSC, GMP,
     SNIP, rewiring, magnitude, random pruning; the equal-synapse dense network) over M and sparsity in
     one harness, mean ± std over seeds, with the targets checked."""
@@ -135,7 +139,7 @@ def compression(dataset, data_file, layout, seeds, methods, Ms, sparsity, scope,
             raise BenchError(f"{str(from_json)!r} is not a report of 'spikefit bench compression'; pass the "
                              "compression_<dataset>.json it wrote") from None
     else:
-        config = build_config(preset, epochs, train_limit, test_limit, device, _widths(hidden), precision)
+        config = build_config(preset, epochs, train_limit, test_limit, device, _widths(hidden), precision, prune_order)
         source = click.get_current_context().get_parameter_source("dataset")
         if data_file is not None and source == click.core.ParameterSource.COMMANDLINE:
             raise BenchError(f"pass --dataset {dataset} or --data {data_file}, not both")
@@ -163,6 +167,8 @@ def compression(dataset, data_file, layout, seeds, methods, Ms, sparsity, scope,
             report["command"] += f" --precision {precision}"
         if device != "cpu":
             report["command"] += f" --device {device}"
+        if prune_order != "before-cat":
+            report["command"] += f" --prune-order {prune_order}"
     if out is not None:
         write_outputs(report, out)
     if as_json:

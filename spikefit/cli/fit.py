@@ -56,6 +56,11 @@ def _epochs(value: str | None) -> dict:
 @click.option("--steps", type=STEPS, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
 @click.option("--cat-mode", type=click.Choice(["lloyd", "hard", "soft"]),
               help="How CAT moves the codebook: gradient (hard, the default), Lloyd steps, or soft attention.")
+@click.option("--prune-rounds", type=click.IntRange(min=0),
+              help="Pruning rounds towards the chip's budgets (default 9; the preset's with --preset demo), each "
+                   "followed by the epochs P of --epochs.")
+@click.option("--prune-order", type=click.Choice(["before-cat", "after-cat"]),
+              help="Prune the float network before CAT (the default) or the quantized one after it.")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Samples per step (default 64); under torchrun each step's batch is split across the processes.")
 @click.option("--device", default="auto", show_default=True,
@@ -66,9 +71,10 @@ def _epochs(value: str | None) -> dict:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding, init, out, force, resume, seed,
-        preset, epochs, steps, cat_mode, batch_size, device, precision, quiet, as_json):
-    """Fit a spiking network to a chip: float warm-up, Clusterization-Aware Training, Fisher Spike
-    Contribution pruning, fine-tuning, then verify and the fixed-point emulator."""
+        preset, epochs, steps, cat_mode, prune_rounds, prune_order, batch_size, device, precision, quiet, as_json):
+    """Fit a spiking network to a chip: float warm-up, Fisher Spike Contribution pruning,
+    Clusterization-Aware Training (or CAT first with --prune-order after-cat), fine-tuning, then
+    verify and the fixed-point emulator."""
     from contextlib import nullcontext
 
     from ..datafiles import load_file
@@ -110,6 +116,10 @@ def fit(target_name, target_file, dataset, data_file, data_dir, layout, encoding
         overrides["steps"] = steps
     if cat_mode:
         overrides["cat_mode"] = cat_mode
+    if prune_rounds is not None:
+        overrides["prune_rounds"] = prune_rounds
+    if prune_order:
+        overrides["prune_order"] = prune_order
     config = FitConfig.preset(preset, **overrides)
     _check_memory(data, config)
     model = None

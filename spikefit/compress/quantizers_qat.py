@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import TrainingError
-from ..quantizers import CodebookQuantizer, UniformQuantizer, round_ste
+from ..quantizers import CodebookQuantizer, UniformQuantizer, lloyd_accumulate, lloyd_means, round_ste
 
 
 def grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
@@ -134,11 +134,10 @@ class KMeansQATQuantizer(CodebookQuantizer):
             if self.zero:
                 lv = torch.cat([lv, torch.zeros_like(lv[:, :1])], 1)
             idx = (rows[:, :, None] - lv[:, None, :]).abs().argmin(-1)        # (rows, k)
-            flat = (self.groups[:, None] * (M + 1) + idx).reshape(-1)
-            bins = torch.zeros(G * (M + 1), device=rows.device)
-            sums = bins.index_add(0, flat, rows.reshape(-1)).reshape(G, M + 1)[:, :M]
-            cnt = bins.index_add(0, flat, torch.ones_like(rows).reshape(-1)).reshape(G, M + 1)[:, :M]
-            c = torch.where(cnt > 0, sums / cnt.clamp_min(1), c)
+            sums = torch.zeros(G * (M + 1), device=rows.device)
+            counts = torch.zeros_like(sums)
+            lloyd_accumulate(sums, counts, self.groups, idx, rows, M + 1)
+            c = lloyd_means(c, sums, counts)
         self.codebook.centers.data.copy_(c)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:

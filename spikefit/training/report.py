@@ -100,6 +100,15 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f} %"
 
 
+def compress_rows(config: FitConfig, acc: dict, row) -> list[str]:
+    """The CAT and pruning rows in the order the fit ran them (``config.prune_order``)."""
+    if config.prune_order == "before-cat":
+        return [row("FSC pruned (float weights)", acc.get("pruned"), "- (no budget binds)"),
+                row("CAT (quantized, hard) of the pruned network", acc.get("cat"))]
+    return [row("CAT (quantized, hard)", acc.get("cat")),
+            row("FSC pruned (quantized weights)", acc.get("pruned"), "- (no budget binds)")]
+
+
 def report_markdown(result: FitResult, data: dict) -> str:
     acc = result.accuracy
     user = acc.get("user")
@@ -118,8 +127,7 @@ def report_markdown(result: FitResult, data: dict) -> str:
     lines = [f"# Fit of `{result.dataset}` to `{result.target}`", "",
              f"Verdict: **{'fits' if result.report.ok else 'does not fit'}**", "", *head,
              row("float (after warm-up)", acc.get("float")),
-             row("CAT (quantized, hard)", acc.get("cat")),
-             row("FSC pruned", acc.get("pruned"), "- (no budget binds)"),
+             *compress_rows(result.config, acc, row),
              row("fitted (torch)", acc.get("fitted")),
              row(f"deployed ({deployed.get(result.deployed_on, 'fixed-point emulator')})", acc.get("deployed")), ""]
     if result.agreement is not None:

@@ -2,9 +2,10 @@
 
 A stage trains ``epochs`` epochs at learning rate ``lr`` (cosine-decayed within the stage) after
 its entry action; ``enter`` returns how many epochs it trains (a pruning round with nothing left to
-prune trains none). The fit's plan (:mod:`spikefit.trainer`) is ``Warmup -> Cat -> ChipPrune x
-rounds -> Finetune``; the compression benchmark's plans (:mod:`spikefit.baselines`) swap in
-``Compress``, ``SparsityPrune`` and ``KMeansAfter``.
+prune trains none). The fit's plan (:mod:`spikefit.trainer`) is ``Warmup -> ChipPrune x rounds ->
+Cat -> Finetune`` (``Cat`` before the rounds with ``FitConfig.prune_order="after-cat"``); the
+compression benchmark's plans (:mod:`spikefit.baselines`) swap in ``Compress``, ``SparsityPrune`` and
+``KMeansAfter``.
 """
 from __future__ import annotations
 
