@@ -55,7 +55,7 @@ from .nn import count_loss
 from .training.config import FitConfig, default_hidden, default_synapses, steps_for
 from .training.engine import Engine, TrainData
 from .training.loop import deterministic, make_optimizer
-from .training.stages import Compress, KMeansAfter, SparsityPrune, Stage, Warmup
+from .training.stages import Compress, KMeansAfter, Settle, SparsityPrune, Stage, Warmup
 from .compress.pruners import equal_width
 from .compress.stages import QAT_METHODS, GradualMagnitude, QATCompress, Rewire, ScoredPrune
 from .trainer import default_model
@@ -107,8 +107,8 @@ def plan(method: str, M: int | None, sparsity: float, config: FitConfig, *, scop
                       structured=scorer in ("fsc", "fsc-point", "fsc-regrow") and fsc_neurons)
                  for r in range(1, cfg.prune_rounds + 1)]
     middle = prune + [compress] if sparsity > 0 and cfg.prune_order == "before-cat" else [compress] + prune
-    stages = [Warmup("warmup", cfg.warmup_epochs, cfg.lr), *middle, Stage("finetune", cfg.finetune_epochs,
-                                                                          cfg.finetune_lr)]
+    stages = [Warmup("warmup", cfg.warmup_epochs, cfg.lr), *middle, Settle("finetune", cfg.finetune_epochs,
+                                                                           cfg.finetune_lr)]
     if method == "kmeans":
         stages.append(KMeansAfter("kmeans", 0, cfg.finetune_lr, M=M, scope=scope, weight_bits=weight_bits, zero=zero))
     return stages

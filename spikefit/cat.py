@@ -272,6 +272,14 @@ def anneal_tau(progress: float, tau0: float, tau1: float) -> float:
     return tau0 * (tau1 / tau0) ** p
 
 
+def fix_codebooks(model) -> None:
+    """Fine-tuning: every codebook keeps its values and the weights settle on them. A value that
+    still learns can round onto the next integer of a coarse grid and move every weight it holds at
+    once (measured: docs/method.md, "Fine-tuning on a fixed codebook")."""
+    for q in codebook_quantizers(model):
+        q.fix()
+
+
 @torch.no_grad()
 def harden(model) -> None:
     """End of CAT: hard assignment everywhere, uniform scales frozen on ``vth / 2^k``, and latent
@@ -280,7 +288,7 @@ def harden(model) -> None:
     for s in model.synapses():
         q = s.quant
         if isinstance(q, CodebookQuantizer):
-            if q.mode == "lloyd":                       # later stages learn the values by gradient
+            if q.mode == "lloyd" and not q.fixed:       # later stages learn the values by gradient
                 q.codebook.centers.requires_grad_(True)
             q.mode = "hard"
             s.weight.copy_(q(s.weight))

@@ -166,7 +166,7 @@ class CodebookQuantizer(nn.Module):
     """
 
     def __init__(self, codebook: Codebook, groups: np.ndarray, scope: str, mode: str = "hard",
-                 tau: float = 1.0, shared_id: str | None = None, zero: bool = False):
+                 tau: float = 1.0, shared_id: str | None = None, zero: bool = False, fixed: bool = False):
         super().__init__()
         if mode not in MODES:
             raise TrainingError(f"unknown CAT mode {mode!r}; use one of {', '.join(MODES)}")
@@ -176,11 +176,19 @@ class CodebookQuantizer(nn.Module):
         if mode == "lloyd":          # the codebook follows Lloyd steps (spikefit.cat.lloyd_step), not Adam
             codebook.centers.requires_grad_(False)
         self.zero = bool(zero)  # 0 (no synapse) is a further, free level: not a codebook value
+        self.fixed = False
+        if fixed:
+            self.fix()
         self.register_buffer("sigma2", torch.ones(codebook.centers.shape[0]))  # per-group weight variance
 
     @property
     def M(self) -> int:
         return int(self.codebook.centers.shape[1])
+
+    def fix(self) -> None:
+        """The codebook values stop learning (fine-tuning: the weights settle on them)."""
+        self.fixed = True
+        self.codebook.centers.requires_grad_(False)
 
     def _levels(self) -> torch.Tensor:
         """(rows, M [+ 1]) the values each row may take: its codebook row, and 0 with ``zero``."""
@@ -260,7 +268,7 @@ class CodebookQuantizer(nn.Module):
         cb = self.codebook
         return {"type": "codebook", "G": int(cb.centers.shape[0]), "M": self.M, "scale": cb.scale, "bits": cb.bits,
                 "rows": int(self.groups.numel()), "scope": self.scope, "mode": self.mode, "tau": self.tau,
-                "shared_id": self.shared_id, "zero": self.zero}
+                "shared_id": self.shared_id, "zero": self.zero, "fixed": self.fixed}
 
 
 class UniformQuantizer(nn.Module):
@@ -344,7 +352,7 @@ def build_quantizer(spec: dict, shared: dict | None = None) -> nn.Module:
             if sid:
                 shared[sid] = cb
         return CodebookQuantizer(cb, np.zeros(spec["rows"], dtype=np.int64), spec["scope"], spec["mode"], spec["tau"], sid,
-                                 spec.get("zero", False))
+                                 spec.get("zero", False), spec.get("fixed", False))
     if kind == "uniform":
         q = UniformQuantizer(spec["bits"], spec["scale"], learn_scale=not spec["frozen"], narrow=spec["narrow"])
         return q

@@ -265,7 +265,7 @@ def test_fsc_variants_reach_the_sparsity(method):
     assert r["measured_sparsity"] == pytest.approx(0.75, abs=0.01) and r["fsc_neurons"] is True
 
 
-def test_cat_lloyd_learns_its_codebook_after_the_cat_stage():
+def test_cat_lloyd_learns_its_codebook_after_the_cat_stage_and_fixes_it_to_fine_tune():
     seen = []
 
     def record(e):
@@ -275,9 +275,10 @@ def test_cat_lloyd_learns_its_codebook_after_the_cat_stage():
 
     eng = engine_for("cat-lloyd", 4, 0.0, callbacks=[record])
     eng.run()
-    assert ("compress", "lloyd", False) in seen and ("finetune", "hard", True) in seen
+    assert ("compress", "lloyd", False) in seen and ("train", "hard", True) in seen
+    assert ("finetune", "hard", False) in seen
     q = eng.model.synapses()[0].quant
-    assert q.mode == "hard" and q.codebook.centers.requires_grad
+    assert q.mode == "hard" and q.fixed and not q.codebook.centers.requires_grad
     k = engine_for("kmeans-qat", 4, 0.0)
     k.run()
     assert not k.model.synapses()[0].quant.codebook.centers.requires_grad

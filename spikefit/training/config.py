@@ -82,7 +82,7 @@ class FitConfig:
     prune_order: str = "before-cat"        # "before-cat": the rounds prune the float network, CAT learns the pruned
                                            # one (ahead at 90 % for every pruner, docs/method.md); "after-cat":
                                            # CAT first, the rounds prune the quantized network
-    finetune_epochs: int = 5               # hard codebook, lower learning rate
+    finetune_epochs: int = 5               # hard codebook, its values fixed (docs/method.md), lower learning rate
     # -- CAT ------------------------------------------------------------------------------------
     cat_mode: str = "hard"                 # "hard" (STE, codebook learned), "lloyd" (Lloyd-refreshed codebook, then
                                            # learned: better per layer on the 256-wide MNIST-1D network, worse per

@@ -107,8 +107,17 @@ class ChipPrune(Stage):
 
 
 @dataclass
-class Finetune(Stage):
-    """The hard codebook, a lower learning rate; prunes once here when no pruning round is configured."""
+class Settle(Stage):
+    """The last stage: the weights settle, at a lower learning rate, on codebooks that no longer move."""
+
+    def enter(self, engine) -> int:
+        C.fix_codebooks(engine.model)
+        return self.epochs
+
+
+@dataclass
+class Finetune(Settle):
+    """The hard, fixed codebook, a lower learning rate; prunes once here when the budgets still bind."""
 
     def enter(self, engine) -> int:
         from .. import chipfit
@@ -118,7 +127,7 @@ class Finetune(Stage):
             engine.prune(1.0, engine.config.prune_rounds + 1)
             engine.state.pruned["finetune"] = chipfit.usage(chipfit.report(engine.model, engine.target))
             engine.state.accuracy["pruned"] = engine.evaluate()
-        return self.epochs
+        return super().enter(engine)
 
 
 def multi_input(model) -> bool:
