@@ -17,7 +17,9 @@ variant with ``spikefit.baselines.run_method`` (same network, data, epochs and s
 * ``fsc``, ``fsc-point``, ``gmp`` and the same with ``/hard``: the pruners after CAT in Lloyd mode
   and with ``FitConfig(cat_mode="hard")`` (the gradient-learned codebook).
 
-Every run uses ``FitConfig(cat_mode="lloyd")`` unless its variant names another mode.
+Every run uses ``FitConfig(cat_mode="lloyd")`` unless its variant names another mode, and the
+pruning schedule of its time (``SCHEDULE``: 3 rounds of 3 epochs after CAT). The committed rows ran
+before fine-tuning fixed the codebook values (commit 58be2fe); on later code the cells differ.
 
 Every row also records the fraction of exactly zero weights of the trained network (absent
 synapses: the zero level and pruned ones).
@@ -144,12 +146,15 @@ def install(v):
     B.plan = plan
 
 
+SCHEDULE = {"prune_rounds": 3, "prune_epochs": 3, "prune_order": "after-cat"}
+
+
 def job(args):
     name, v, seed, ds, hidden, sp = args
     install(v)
     from spikefit import baselines as B
     from spikefit.training.config import FitConfig
-    cfg = FitConfig(hidden=hidden, device="cpu", cat_mode=v.get("cat_mode", "lloyd"))
+    cfg = FitConfig(hidden=hidden, device="cpu", cat_mode=v.get("cat_mode", "lloyd"), **SCHEDULE)
     t = time.time()
     r = B.run_method(v.get("method", "kmeans-qat"), ds, None if v.get("method") == "float" else 4, sp, seed, cfg,
                      threads=1, keep_network=True)

@@ -13,6 +13,11 @@ compression``) with one schedule of the epochs after CAT, given as ``FitConfig``
 * ``pf-3x3``, ``pf-9x1``: the same schedules with the pruning rounds before CAT (warm-up, rounds on
   the float weights, CAT on the pruned network, fine-tuning) instead of after it.
 
+The order is ``FitConfig.prune_order`` (``before-cat``, the default since these rows, for the
+``pf-`` schedules; ``after-cat`` for the others). The committed rows ran at commit 63c518f, where
+the order was a patch of this script and fine-tuning still learned the codebook values; on later
+code (fixed values in fine-tuning) the cells differ.
+
 Each schedule trains 14 epochs after CAT. Round ``r`` of ``R`` prunes to ``1 - (1 - s)^(r/R)`` of
 the synapses: more rounds, smaller cuts. SNIP runs in the same rounds, so it gets the same schedule.
 
@@ -31,20 +36,19 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 SCHEDULES = {
-    "3x3": {"prune_rounds": 3, "prune_epochs": 3, "finetune_epochs": 5},
-    "5x2": {"prune_rounds": 5, "prune_epochs": 2, "finetune_epochs": 4},
-    "9x1": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
-    "9x1-adam": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
-    "9x1-span": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
-    "pf-3x3": {"prune_rounds": 3, "prune_epochs": 3, "finetune_epochs": 5},
-    "pf-9x1": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5},
+    "3x3": {"prune_rounds": 3, "prune_epochs": 3, "finetune_epochs": 5, "prune_order": "after-cat"},
+    "5x2": {"prune_rounds": 5, "prune_epochs": 2, "finetune_epochs": 4, "prune_order": "after-cat"},
+    "9x1": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5, "prune_order": "after-cat"},
+    "9x1-adam": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5, "prune_order": "after-cat"},
+    "9x1-span": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5, "prune_order": "after-cat"},
+    "pf-3x3": {"prune_rounds": 3, "prune_epochs": 3, "finetune_epochs": 5, "prune_order": "before-cat"},
+    "pf-9x1": {"prune_rounds": 9, "prune_epochs": 1, "finetune_epochs": 5, "prune_order": "before-cat"},
 }
 
 
 def patch(schedule):
     """``-adam``: a pruning round after the first keeps the optimizer of the round before it;
     ``-span``: besides, the learning rate of the rounds decays along one cosine over all of them."""
-    from spikefit import baselines as B
     from spikefit.training import distributed
     from spikefit.training import engine as E
     from spikefit.training.loop import set_lr, stage_lr
@@ -52,19 +56,6 @@ def patch(schedule):
     E.Engine.begin_stage = getattr(E.Engine, "_begin_stage", E.Engine.begin_stage)   # a worker runs many rows
     E.Engine.run_epoch = getattr(E.Engine, "_run_epoch", E.Engine.run_epoch)
     E.Engine._begin_stage, E.Engine._run_epoch = E.Engine.begin_stage, E.Engine.run_epoch
-    B.plan = getattr(B, "_plan", B.plan)
-    B._plan = B.plan
-    if schedule.startswith("pf-"):
-        plan = B.plan
-
-        def prune_first(*a, **k):
-            stages = plan(*a, **k)
-            cat = [st for st in stages if st.name == "compress"]
-            rest = [st for st in stages if st.name != "compress"]
-            i = [st.name for st in rest].index("finetune")
-            return rest[:i] + cat + rest[i:]
-        B.plan = prune_first
-        return
     if not schedule.endswith(("-adam", "-span")):
         return
     begin, run_epoch = E.Engine.begin_stage, E.Engine.run_epoch
