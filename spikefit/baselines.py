@@ -8,10 +8,11 @@ measures test accuracy. Methods:
 
 =============  ==================================================================================
 ``float``      no quantization
-``cat``        CAT in its default mode (``FitConfig.cat_mode``: hard), M values per scope group
+``cat``        CAT in its default mode (``FitConfig.cat_mode``: auto, Lloyd per layer, hard per neuron), M values
+               per scope group
 ``cat-hard``   CAT, nearest-centroid + straight-through, the codebook learned by gradient throughout
 ``cat-lloyd``  CAT, nearest-centroid + straight-through; the codebook follows one Lloyd step per training step in
-               the CAT stage, then is learned by gradient
+               the CAT stage (then learned by gradient in pruning rounds after CAT, fixed in fine-tuning)
 ``cat-soft``   CAT, soft assignment (attention, annealed temperature, learned centroids), hard at the end
 ``kmeans``     post-training k-means to M values per scope group (float training, no fine-tune)
 ``uniform``    QAT on a uniform ``log2(M)``-bit signed grid ``s * [-2^(k-1), 2^(k-1)-1]``, learned s
@@ -187,7 +188,7 @@ def step_time_ratio(dataset: str, M: int = 4, scope: str = "layer", mode: str | 
     import time
 
     cfg = config or FitConfig()
-    mode = mode or cfg.cat_mode
+    mode = C.resolve_mode(mode or cfg.cat_mode, scope)
     ds = load_dataset(dataset)
     T = steps_for(ds, cfg)
     scale = cfg.logit_scale / T

@@ -73,6 +73,17 @@ def core_groups(model, target) -> tuple[dict[str, np.ndarray], int]:
     return placement.core_groups(rows)
 
 
+def resolve_mode(mode: str, scope: str) -> str:
+    """CAT's codebook update for ``mode`` at ``scope``: "auto" is "lloyd" where a codebook row is shared
+    by many neurons' weights (``layer``, ``core``, ``chip``) and "hard" with one row per neuron, where
+    each row holds one neuron's fan-in (docs/method.md: "CAT's codebook: gradient or Lloyd steps")."""
+    if mode == "auto":
+        return "hard" if scope == "neuron" else "lloyd"
+    if mode not in MODES:
+        raise TrainingError(f"unknown CAT mode {mode!r}; use one of auto, {', '.join(MODES)}")
+    return mode
+
+
 @dataclass
 class CatSpec:
     """What CAT must produce: the trainer derives it from the target's limits (``trainer.cat_spec``: M
@@ -82,7 +93,8 @@ class CatSpec:
     scope: str = "layer"                 # "neuron" | "core" | "layer" | "chip"
     weight_bits: int | None = None       # signed integer precision; None: no integer grid
     weight_scaling: str = "layer"        # one scale per "layer", per "chip", or "none" (integers)
-    mode: str = "hard"                   # codebook update: "hard" (STE gradient), "lloyd" or "soft" (annealed DKM)
+    mode: str = "auto"                   # codebook update: "hard" (STE gradient), "lloyd", "soft" (annealed DKM);
+                                         # "auto": resolved by the scope (:func:`resolve_mode`)
     zero: bool = True                    # 0 (absent synapse) is a free extra level, not one of the M
     layer_bits: tuple = ()               # ((connection, bits, narrow), ...): a layer's own grid (layer_grids)
 
@@ -94,8 +106,7 @@ class CatSpec:
                                 f"{self.weight_bits}-bit weight; lower unique_weights or raise weight_bits")
         if self.M is not None and self.M < 1:
             raise TrainingError(f"unique_weights M={self.M} must be at least 1")
-        if self.mode not in MODES:
-            raise TrainingError(f"unknown CAT mode {self.mode!r}; use one of {', '.join(MODES)}")
+        self.mode = resolve_mode(self.mode, self.scope)
 
     @property
     def active(self) -> bool:
@@ -275,7 +286,7 @@ def anneal_tau(progress: float, tau0: float, tau1: float) -> float:
 def fix_codebooks(model) -> None:
     """Fine-tuning: every codebook keeps its values and the weights settle on them. A value that
     still learns can round onto the next integer of a coarse grid and move every weight it holds at
-    once (measured: docs/method.md, "Fine-tuning on a fixed codebook")."""
+    once (measured: docs/method.md, "Fine-tuning on fixed codebook values")."""
     for q in codebook_quantizers(model):
         q.fix()
 

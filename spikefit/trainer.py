@@ -178,7 +178,7 @@ class Trainer(Engine):
     def prune(self, progress: float, round_: int) -> None:
         """Score (FSC or the configured scorer) and prune towards the budgets interpolated at ``progress``."""
         cfg = self.config
-        if self.config.cat_mode == "soft":
+        if self.spec.mode == "soft":
             C.harden(self.model)
         lim = fsc.interpolate(self.target.limits, chipfit.usage(chipfit.report(self.model, self.target)), progress)
         neuron, synapse = fisher_ema(self)      # averaged over the rounds so far (docs/method.md)

@@ -8,7 +8,7 @@ import torch
 from spikefit import network as N
 from spikefit.cat import (Codebook, CodebookQuantizer, CatSpec, TernaryQuantizer, UniformQuantizer, attach_cat,
                           core_groups, distinct_levels, distinct_per_group, harden, kmeans_1d, lloyd_step,
-                          power_of_two_scale, scope_groups, weight_grid)
+                          power_of_two_scale, resolve_mode, scope_groups, weight_grid)
 from spikefit.quantizers import build_quantizer
 from spikefit.spec import TargetSpec
 from spikefit.errors import TrainingError
@@ -114,6 +114,17 @@ def test_hard_assignment_straight_through_gradients():
     (out * g).sum().backward()
     assert torch.equal(w.grad, g)                                   # identity to the latent weight
     assert cb.centers.grad.tolist() == [[1.0 + 6.0, 2.0 + 4.0 + 5.0, 3.0]]  # sum over assigned weights
+
+
+def test_auto_mode_is_lloyd_for_shared_codebooks_and_hard_per_neuron():
+    assert [resolve_mode("auto", s) for s in ("layer", "core", "chip", "neuron")] == ["lloyd"] * 3 + ["hard"]
+    assert resolve_mode("soft", "layer") == "soft" and resolve_mode("hard", "chip") == "hard"
+    assert CatSpec(M=4, scope="layer").mode == "lloyd" and CatSpec(M=4, scope="neuron").mode == "hard"
+    model = SNN.mlp(4, [3], 2, seed=0)
+    attach_cat(model, CatSpec(M=2, scope="neuron", weight_bits=8))
+    assert all(s.quant.mode == "hard" and s.quant.codebook.centers.requires_grad for s in model.synapses())
+    with pytest.raises(TrainingError, match="^unknown CAT mode 'kmeans'; use one of auto, hard, lloyd, soft$"):
+        CatSpec(M=4, mode="kmeans")
 
 
 def test_lloyd_step_moves_each_value_to_the_mean_of_its_weights():

@@ -284,6 +284,23 @@ def test_cat_lloyd_learns_its_codebook_after_the_cat_stage_and_fixes_it_to_fine_
     assert not k.model.synapses()[0].quant.codebook.centers.requires_grad
 
 
+@pytest.mark.parametrize("scope, mode", [("layer", "lloyd"), ("neuron", "hard")])
+def test_cat_runs_its_default_mode_by_scope(scope, mode):
+    seen = set()
+
+    def record(e):
+        q = e["model"].synapses()[0].quant
+        if q is not None and e["stage"] == "compress":
+            seen.add((q.mode, q.codebook.centers.requires_grad))
+
+    ds = load_dataset("digits")
+    torch.manual_seed(CFG.seed)
+    data = TrainData.build(ds, steps_for(ds, CFG), "rate", CFG)
+    Engine(default_model(ds, CFG), data, plan("cat", 4, 0.0, CFG, scope=scope), CFG, stage_accuracy=False,
+           callbacks=[record]).run()
+    assert seen == {(mode, mode == "hard")}
+
+
 def test_qat_scopes():
     r = run_method("kmeans-qat", "digits", 2, 0.0, 0, CFG, scope="neuron")
     assert 1 <= r["max_distinct"] <= 2

@@ -132,6 +132,18 @@ def test_soft_mode_and_qat_target_fit():
     assert cb["codebook"] is None and cb["weight_bits"] == 8
 
 
+def test_cat_mode_auto_follows_the_targets_codebook_scope():
+    """Lloyd steps where a codebook row is shared across neurons (per core), gradient with one row per
+    neuron (TrueNorth's scope); an explicit mode wins."""
+    from spikefit.trainer import cat_spec
+    assert FitConfig().cat_mode == "auto"
+    assert cat_spec(tiny_target(), FitConfig()).mode == "hard"
+    assert cat_spec(tiny_target(unique_weights_scope="core"), FitConfig()).mode == "lloyd"
+    assert cat_spec(tiny_target(unique_weights_scope="core"), FitConfig(cat_mode="hard")).mode == "hard"
+    with pytest.raises(TrainingError, match="^unknown cat_mode 'mean'; use one of auto, hard, lloyd, soft$"):
+        FitConfig(cat_mode="mean")
+
+
 def test_prune_order_sets_the_plan_and_the_report(tmp_path):
     """The rounds prune the float network before CAT by default (CAT's core codebooks then come from the
     final placement); ``after-cat`` runs CAT first. Both fit, and the report lists the stages in their order."""

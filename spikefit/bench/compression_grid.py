@@ -46,7 +46,7 @@ PRUNERS = ("fsc", "fsc-point", "fsc-gmp", "fsc-regrow", "magnitude", "gmp", "gmp
            "rigl", "random")
 ONCE = ("float", "ternary")                                          # once per seed
 REFERENCES = ("dense",)                                              # x sparsity: the equal-synapse dense network
-DEFAULT_METHODS = ("float", "cat", "cat-lloyd", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc",
+DEFAULT_METHODS = ("float", "cat", "cat-hard", "kmeans", "uniform", "lsq", "dkm", "kmeans-qat", "ternary", "fsc",
                    "fsc-point", "fsc-regrow", "gmp", "gmp-layer", "snip", "rigl", "dense")   # the full grid (docs/benchmarks.md)
 QUANT_BASELINES = ("kmeans", "uniform", "lsq", "dkm", "kmeans-qat")          # what CAT must beat
 PRUNE_BASELINES = ("magnitude", "gmp", "gmp-layer", "snip", "rewire", "rigl", "random")  # what FSC must beat
@@ -55,6 +55,7 @@ STEP_RATIO_TARGET = 1.3   # CAT step time / float step time
 # The sources that decide the figures: their hashes go into the report, tying results to code.
 TRAINER_SOURCES = ("baselines.py", "trainer.py", "training/engine.py", "training/stages.py", "training/loop.py",
                    "training/config.py", "training/state.py", "cat.py", "quantizers.py", "fsc.py", "nn.py",
+                   "nn_network.py",
                    "datasets.py", "lifscan.py", "compress/pruners.py", "compress/quantizers_qat.py",
                    "compress/stages.py")
 

@@ -54,8 +54,9 @@ def _epochs(value: str | None) -> dict:
 @click.option("--epochs", help="Epochs W[,C[,P[,F]]]: warm-up, CAT, per pruning round, fine-tune. With --init, W "
               "is a float fine-tune of the given weights (default 0: CAT starts from them).")
 @click.option("--steps", type=STEPS, help="Time steps per sample (default: 16 digits, 20 mnist1d).")
-@click.option("--cat-mode", type=click.Choice(["lloyd", "hard", "soft"]),
-              help="How CAT moves the codebook: gradient (hard, the default), Lloyd steps, or soft attention.")
+@click.option("--cat-mode", type=click.Choice(["auto", "lloyd", "hard", "soft"]),
+              help="How CAT moves the codebook: Lloyd steps, gradient (hard) or soft attention; auto (the default): "
+                   "Lloyd steps for codebooks shared by many neurons, gradient for one codebook per neuron.")
 @click.option("--prune-rounds", type=click.IntRange(min=0),
               help="Pruning rounds towards the chip's budgets (default 9; the preset's with --preset demo), each "
                    "followed by the epochs P of --epochs.")

@@ -50,7 +50,7 @@ class ConvLayers:
 DEFAULT_HIDDEN = {"digits": (128,), "mnist1d": (256,), "digits-image": (16, 32)}
 DEFAULT_CONV = {"digits-image": ConvLayers(strides=(1, 2))}
 DEFAULT_STEPS = {"digits": 16, "mnist1d": 20, "digits-image": 16}  # rate codes need ~16-20 steps to resolve intensities
-MODES = ("hard", "lloyd", "soft")                        # CAT codebook updates (spikefit.cat.MODES)
+MODES = ("auto", "hard", "lloyd", "soft")                # CAT codebook updates (spikefit.cat.resolve_mode)
 
 
 @dataclass
@@ -84,9 +84,10 @@ class FitConfig:
                                            # CAT first, the rounds prune the quantized network
     finetune_epochs: int = 5               # hard codebook, its values fixed (docs/method.md), lower learning rate
     # -- CAT ------------------------------------------------------------------------------------
-    cat_mode: str = "hard"                 # "hard" (STE, codebook learned), "lloyd" (Lloyd-refreshed codebook, then
-                                           # learned: better per layer on the 256-wide MNIST-1D network, worse per
-                                           # neuron and before FSC, docs/method.md) or "soft" (annealed attention)
+    cat_mode: str = "auto"                 # "auto": "lloyd" for codebooks shared by many neurons (layer, core, chip
+                                           # scope), "hard" per neuron (docs/method.md, measured both ways);
+                                           # "hard" (STE, codebook learned), "lloyd" (a Lloyd step of the codebook
+                                           # after every CAT step), "soft" (annealed attention)
     tau_start: float = 0.5                 # soft mode: attention temperature (x group weight variance) at CAT start
     tau_end: float = 0.005                 # ... and at CAT end, then hard
     max_weight_bits: int | None = 8        # Lava's mixed-sign 8-bit mantissa: the emulator and Lava run the fit

@@ -5,7 +5,8 @@ its entry action; ``enter`` returns how many epochs it trains (a pruning round w
 prune trains none). The fit's plan (:mod:`spikefit.trainer`) is ``Warmup -> ChipPrune x rounds ->
 Cat -> Finetune`` (``Cat`` before the rounds with ``FitConfig.prune_order="after-cat"``); the
 compression benchmark's plans (:mod:`spikefit.baselines`) swap in ``Compress``, ``SparsityPrune`` and
-``KMeansAfter``.
+``KMeansAfter``. ``Settle`` (the fit's ``Finetune`` is one) ends every plan: fine-tuning with the
+codebook values fixed.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class Cat(Stage):
         return self.epochs
 
     def on_step(self, engine, epoch, epochs, n):
-        return cat_schedule(engine, engine.config.cat_mode, epoch, epochs, n)
+        return cat_schedule(engine, engine.spec.mode, epoch, epochs, n)
 
     def exit(self, engine) -> None:
         C.harden(engine.model)
@@ -176,7 +177,8 @@ class Compress(Stage):
         if self.method in CAT_METHODS:
             if self.M is None and self.method.startswith("cat"):
                 raise TrainingError(f"method {self.method!r} needs M (codebook size)")
-            self.mode = {"cat-lloyd": "lloyd", "cat-hard": "hard", "cat-soft": "soft"}.get(self.method, cfg.cat_mode)
+            mode = {"cat-lloyd": "lloyd", "cat-hard": "hard", "cat-soft": "soft"}.get(self.method, cfg.cat_mode)
+            self.mode = C.resolve_mode(mode, self.scope)
             if self.M is not None:
                 C.attach_cat(model, C.CatSpec(self.M, self.scope, self.weight_bits, "layer", self.mode, self.zero))
         elif self.method == "uniform":
