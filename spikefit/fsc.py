@@ -39,7 +39,7 @@ PER_SAMPLE_ELEMENTS = 1 << 24   # per-sample gradients held at once (64 MiB of f
 
 
 def fisher_scores(model: SNN, x: torch.Tensor, y: torch.Tensor, logit_scale: float,
-                  batch_size: int = 256, device: torch.device | str | None = None
+                  batch_size: int = 256, device: torch.device | str | None = None, shrinkage: float = 0.0
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """FSC scores over the samples ``x`` (t, N, ...), labels ``y`` (N,).
 
@@ -48,6 +48,8 @@ def fisher_scores(model: SNN, x: torch.Tensor, y: torch.Tensor, logit_scale: flo
 
     :param device: where the forward and backward passes run (a copy of the model goes there);
         None: where the model is.
+    :param shrinkage: weight of the connection's mean in each synapse's curvature estimate
+        (:func:`shrink_synapse_scores`; the engine passes ``FitConfig.fisher_shrinkage``); 0: F_ij as is.
     :return: (neuron scores {population: (n,)}, synapse scores {connection: weight-shaped});
         pruned synapses score ``-inf`` so they are never chosen again.
     """
@@ -80,8 +82,27 @@ def fisher_scores(model: SNN, x: torch.Tensor, y: torch.Tensor, logit_scale: flo
     synapse_np = {}
     for k, s in syns.items():
         v = synapse.get(k, torch.zeros_like(s.weight)) / (2 * n_total)
-        synapse_np[k] = np.where(s.mask.cpu().numpy() > 0, v.cpu().numpy(), -np.inf)
+        scores = np.where(s.mask.cpu().numpy() > 0, v.cpu().numpy(), -np.inf)
+        synapse_np[k] = shrink_synapse_scores(scores, weights[k].cpu().numpy(), shrinkage)
     return neuron_np, synapse_np
+
+
+def shrink_synapse_scores(scores: np.ndarray, w: np.ndarray, shrinkage: float) -> np.ndarray:
+    """A connection's synapse scores ``F_ij = w_ij^2 h_ij`` with each curvature estimate ``h_ij`` (the
+    mean squared gradient over the Fisher samples) shrunk towards the connection's mean ``hbar`` over
+    its unpruned non-zero weights: ``w_ij^2 ((1 - shrinkage) h_ij + shrinkage hbar)``. At 1 the ranking
+    within a connection is by magnitude and the connection's Fisher scale sets its place against the
+    others and against whole neurons (docs/method.md: "Shrinking the synapse scores"). Pruned synapses
+    (``-inf``) stay pruned."""
+    if not 0.0 <= shrinkage <= 1.0:
+        raise TrainingError(f"fisher_shrinkage {shrinkage} must lie in [0, 1]")
+    if shrinkage == 0.0:
+        return scores
+    w2 = w.astype(np.float64) ** 2
+    live = np.isfinite(scores) & (w2 > 0)
+    h = np.where(live, scores / np.where(w2 > 0, w2, 1), 0.0)
+    hbar = h[live].mean() if live.any() else 0.0
+    return np.where(np.isfinite(scores), w2 * ((1 - shrinkage) * h + shrinkage * hbar), -np.inf)
 
 
 def _squared_contributions(syn: Synapse, w: torch.Tensor, parts: list) -> torch.Tensor:

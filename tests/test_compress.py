@@ -148,7 +148,7 @@ def test_fisher_ema_blends_each_evaluation_and_restarts_a_changed_layer():
     eng = engine_for("fsc", 4, 0.5)
     x, y = eng.data.x_fisher, eng.data.y_fisher
     a = fisher_ema(eng, x[:, :32], y[:32])
-    b = fsc.fisher_scores(eng.model, x[:, 32:], y[32:], eng.logit_scale)
+    b = fsc.fisher_scores(eng.model, x[:, 32:], y[32:], eng.logit_scale, shrinkage=eng.config.fisher_shrinkage)
     avg = fisher_ema(eng, x[:, 32:], y[32:])
     for k in a[1]:
         np.testing.assert_allclose(avg[1][k], 0.5 * a[1][k] + 0.5 * b[1][k], rtol=1e-6)

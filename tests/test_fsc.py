@@ -89,6 +89,31 @@ def test_neuron_score_is_the_mask_gradient_squared():
     np.testing.assert_allclose(neuron["lif1"], (g ** 2).sum(0).numpy() / (2 * 4), rtol=1e-5, atol=1e-10)
 
 
+def test_shrinkage_pulls_each_curvature_towards_its_connections_mean():
+    w = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]])
+    h = np.array([[4.0, 1.0, 2.0], [7.0, 1.0, 0.0]])
+    scores = w ** 2 * h
+    scores[1, 2] = -np.inf                                          # pruned: not in the mean, stays pruned
+    assert fsc.shrink_synapse_scores(scores, w, 0.0) is scores
+    hbar = np.mean([4.0, 1.0, 2.0, 1.0])                            # unpruned non-zero weights only
+    half = fsc.shrink_synapse_scores(scores, w, 0.5)
+    np.testing.assert_allclose(half[0], w[0] ** 2 * (0.5 * h[0] + 0.5 * hbar))
+    assert half[1, 0] == 0.0 and half[1, 1] == pytest.approx(9 * (0.5 + 0.5 * hbar)) and np.isneginf(half[1, 2])
+    full = fsc.shrink_synapse_scores(scores, w, 1.0)                # magnitude order within the connection
+    np.testing.assert_allclose(full[np.isfinite(full)], (w ** 2 * hbar)[np.isfinite(full)])
+    with pytest.raises(TrainingError, match=r"^fisher_shrinkage 1.5 must lie in \[0, 1\]$"):
+        fsc.shrink_synapse_scores(scores, w, 1.5)
+
+
+def test_fisher_scores_apply_the_shrinkage():
+    model = _tiny()
+    x, y = _data()
+    raw = fsc.fisher_scores(model, x, y, SCALE)[1]
+    shrunk = fsc.fisher_scores(model, x, y, SCALE, shrinkage=0.5)[1]
+    for k, s in ((s.name, s) for s in model.synapses()):
+        np.testing.assert_allclose(shrunk[k], fsc.shrink_synapse_scores(raw[k], s.effective_weight().detach().numpy(), 0.5))
+
+
 def test_pruned_synapses_score_minus_infinity():
     model = _tiny()
     with torch.no_grad():

@@ -144,6 +144,14 @@ def test_cat_mode_auto_follows_the_targets_codebook_scope():
         FitConfig(cat_mode="mean")
 
 
+def test_fisher_shrinkage_is_checked_and_old_configs_keep_the_raw_scores():
+    assert FitConfig().fisher_shrinkage == 0.5
+    with pytest.raises(TrainingError, match=r"^fisher_shrinkage -0.1 must lie in \[0, 1\]$"):
+        FitConfig(fisher_shrinkage=-0.1)
+    old = {k: v for k, v in FitConfig().to_dict().items() if k != "fisher_shrinkage"}
+    assert FitConfig.from_dict(old).fisher_shrinkage == 0.0       # a checkpoint from before resumes as it ran
+
+
 def test_prune_order_sets_the_plan_and_the_report(tmp_path):
     """The rounds prune the float network before CAT by default (CAT's core codebooks then come from the
     final placement); ``after-cat`` runs CAT first. Both fit, and the report lists the stages in their order."""

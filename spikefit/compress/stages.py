@@ -100,7 +100,7 @@ class GradualMagnitude(Stage):
     def _prune(self, engine, level: float) -> None:
         if self.scorer == "fsc":
             neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
-                                                engine.logit_scale)
+                                                engine.logit_scale, shrinkage=engine.config.fisher_shrinkage)
             fsc.prune_to_sparsity(engine.model, synapse, level, per_layer=self.per_layer,
                                   neuron_scores=None if self.per_layer else neuron)
             return
@@ -144,7 +144,7 @@ class ScoredPrune(SparsityPrune):
                                                 engine.logit_scale), None
             elif self.scorer == "fsc-regrow":
                 neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
-                                                    engine.logit_scale)
+                                                    engine.logit_scale, shrinkage=engine.config.fisher_shrinkage)
             else:
                 raise TrainingError(f"unknown scorer {self.scorer!r}; use 'snip' or 'fsc-regrow'")
             fsc.prune_to_sparsity(engine.model, synapse, level, per_layer=self.per_layer,
@@ -168,7 +168,8 @@ class ScoredPrune(SparsityPrune):
             if count[0] == max(per // 2, 1):
                 def act():
                     x, y = engine.data.x_fisher, engine.data.y_fisher
-                    synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale)[1]
+                    synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale,
+                                                shrinkage=engine.config.fisher_shrinkage)[1]
                     P.regrow(engine.model, synapse, P.dense_gradient(engine.model, x, y, engine.logit_scale), frac)
                 host(engine, act)
         return step

@@ -93,6 +93,8 @@ class FitConfig:
     max_weight_bits: int | None = 8        # Lava's mixed-sign 8-bit mantissa: the emulator and Lava run the fit
     # -- FSC -----------------------------------------------------------------------------------
     fisher_samples: int = 1024             # training samples per Fisher estimate (beyond ~1k scores are stable)
+    fisher_shrinkage: float = 0.5          # weight of the connection's mean curvature in a synapse's FSC score
+                                           # (spikefit.fsc.shrink_synapse_scores; docs/method.md, measured)
     prune_scorer: str = "fsc"              # "fsc" | "magnitude" | "random" (benchmarks)
     # -- data and runtime ------------------------------------------------------------------------
     train_limit: int | None = None         # first N training samples (tests, quick runs)
@@ -113,6 +115,8 @@ class FitConfig:
             raise TrainingError(f"unknown cat_mode {self.cat_mode!r}; use one of {', '.join(MODES)}")
         if self.prune_order not in PRUNE_ORDERS:
             raise TrainingError(f"unknown prune_order {self.prune_order!r}; use one of {', '.join(PRUNE_ORDERS)}")
+        if not 0.0 <= self.fisher_shrinkage <= 1.0:
+            raise TrainingError(f"fisher_shrinkage {self.fisher_shrinkage} must lie in [0, 1]")
         if self.prune_scorer not in SCORERS:
             raise TrainingError(f"unknown prune_scorer {self.prune_scorer!r}; use one of {', '.join(SCORERS)}")
         if self.encoding is not None and self.encoding not in ENCODINGS:
@@ -150,6 +154,8 @@ class FitConfig:
         d = {k: v for k, v in d.items() if k in known}
         if "prune_rounds" in d and "prune_order" not in d:   # written before the order was a choice: CAT first
             d["prune_order"] = "after-cat"
+        if "prune_rounds" in d and "fisher_shrinkage" not in d:   # written before shrinkage: F_ij as estimated
+            d["fisher_shrinkage"] = 0.0
         return cls(**d)
 
 

@@ -254,7 +254,8 @@ def scores(scorer: str, engine, round_: int):
         neuron, synapse = fisher_ema(engine)
     else:
         neuron, synapse = fsc.fisher_scores(engine.model, engine.data.x_fisher, engine.data.y_fisher,
-                                            engine.logit_scale, device=engine.device)
+                                            engine.logit_scale, device=engine.device,
+                                            shrinkage=engine.config.fisher_shrinkage)
     return synapse, neuron
 
 
@@ -270,7 +271,8 @@ def fisher_ema(engine, x=None, y=None, decay: float = FISHER_DECAY):
     removed) starts over from the new scores; pruned synapses stay ``-inf``. Returns (neuron, synapse)."""
     x = engine.data.x_fisher if x is None else x
     y = engine.data.y_fisher if y is None else y
-    neuron, synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale, device=engine.device)
+    neuron, synapse = fsc.fisher_scores(engine.model, x, y, engine.logit_scale, device=engine.device,
+                                        shrinkage=engine.config.fisher_shrinkage)
     old = getattr(engine, "fisher_ema", None)
     if old is not None:
         def same(d, k, v):
