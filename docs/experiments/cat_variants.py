@@ -17,8 +17,9 @@ variant with ``spikefit.baselines.run_method`` (same network, data, epochs and s
 * ``fsc``, ``fsc-point``, ``gmp`` and the same with ``/hard``: the pruners after CAT in Lloyd mode
   and with ``FitConfig(cat_mode="hard")`` (the gradient-learned codebook).
 
-Every run uses ``FitConfig(cat_mode="lloyd")`` unless its variant names another mode, and the
-pruning schedule of its time (``SCHEDULE``: 3 rounds of 3 epochs after CAT). The committed rows ran
+Every run uses ``FitConfig(cat_mode="lloyd")`` unless its variant names another mode, FSC's unshrunk
+scores (``fisher_shrinkage=0.0``) and the pruning schedule of its time (``SCHEDULE``: 3 rounds of 3
+epochs after CAT). The committed rows ran
 before fine-tuning fixed the codebook values (commit 58be2fe); on later code the cells differ.
 
 Every row also records the fraction of exactly zero weights of the trained network (absent
@@ -34,7 +35,6 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 
 import torch
 
@@ -154,7 +154,8 @@ def job(args):
     install(v)
     from spikefit import baselines as B
     from spikefit.training.config import FitConfig
-    cfg = FitConfig(hidden=hidden, device="cpu", cat_mode=v.get("cat_mode", "lloyd"), **SCHEDULE)
+    cfg = FitConfig(hidden=hidden, device="cpu", cat_mode=v.get("cat_mode", "lloyd"), fisher_shrinkage=0.0,
+                    **SCHEDULE)
     t = time.time()
     r = B.run_method(v.get("method", "kmeans-qat"), ds, None if v.get("method") == "float" else 4, sp, seed, cfg,
                      threads=1, keep_network=True)

@@ -11,8 +11,9 @@ for the stage, as the code before it did (the values learned by gradient until t
   orders, seeds 0-3 (the same seed on another thread count moves single spikes and gives other
   cells).
 
-Both parts pin CAT's gradient mode (``cat_mode="hard"``, the default when the rows ran), so the
-script keeps its meaning under today's ``auto`` default.
+Both parts pin CAT's gradient mode (``cat_mode="hard"``) and FSC's unshrunk scores
+(``fisher_shrinkage=0.0``), the defaults when the rows ran, so the script keeps its meaning under
+today's defaults.
 
 Run: ``python docs/experiments/fixed_codebook.py JOBS``; rows go to ``$OUT/fixed_codebook.json``
 (``OUT`` defaults to /tmp) and the summary prints at the end; ``... --report ROWS.json`` prints the
@@ -43,13 +44,13 @@ def job(args):
         from spikefit.baselines import run_method
 
         method, sp = name
-        r = run_method(method, "mnist1d", 4, sp, seed, FitConfig(device="cpu", cat_mode="hard"), threads=1)
+        r = run_method(method, "mnist1d", 4, sp, seed, FitConfig(device="cpu", cat_mode="hard", fisher_shrinkage=0.0), threads=1)
         acc = r["accuracy"]
     else:
         import spikefit
 
         cfg = FitConfig.preset("demo", threads=2, prune_order=order, deploy=False, seed=seed, device="cpu",
-                               cat_mode="hard")
+                               cat_mode="hard", fisher_shrinkage=0.0)
         acc = spikefit.fit(None, "digits", name, cfg, progress=False).accuracy["fitted"]
     return {"part": part, "values": values, "name": name, "seed": seed, "order": order, "acc": acc}
 

@@ -17,7 +17,8 @@ The order is ``FitConfig.prune_order`` (``before-cat``, the default since these 
 ``pf-`` schedules; ``after-cat`` for the others). The committed rows ran at commit 63c518f, where
 the order was a patch of this script and fine-tuning still learned the codebook values; on later
 code (fixed values in fine-tuning) the cells differ. Every row pins CAT's gradient mode
-(``cat_mode="hard"``, the default when the rows ran).
+(``cat_mode="hard"``) and FSC's unshrunk scores (``fisher_shrinkage=0.0``), the defaults when the
+rows ran.
 
 Each schedule trains 14 epochs after CAT. Round ``r`` of ``R`` prunes to ``1 - (1 - s)^(r/R)`` of
 the synapses: more rounds, smaller cuts. SNIP runs in the same rounds, so it gets the same schedule.
@@ -94,7 +95,7 @@ def job(args):
     from spikefit.training.config import FitConfig
 
     patch(schedule)
-    cfg = FitConfig(hidden=hidden, device="cpu", cat_mode="hard", **SCHEDULES[schedule])
+    cfg = FitConfig(hidden=hidden, device="cpu", cat_mode="hard", fisher_shrinkage=0.0, **SCHEDULES[schedule])
     t = time.time()
     r = run_method(method, ds, 4, sp, seed, cfg, threads=1)
     return {"method": method, "schedule": schedule, "ds": ds, "hidden": hidden, "sp": sp, "seed": seed,
