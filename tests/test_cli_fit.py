@@ -127,7 +127,9 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes(tmp_toml, tmp_path):
     exe = str(Path(sys.executable).with_name("spikefit"))
     args = ["fit", "--target-file", str(path), "--dataset", "digits", "--out", str(out), "--epochs", "15,1,0,1",
             "--steps", "8", "--quiet"]
-    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a job started in the background inherits it ignored
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -223,12 +223,14 @@ def test_an_exception_while_lava_runs_leaves_no_process():
 def test_ctrl_c_stops_lava_and_leaves_no_process():
     before = live_descendants()
     timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored when started in the background
     try:
         with pytest.raises(KeyboardInterrupt):
             timer.start()
             LavaBackend().run(small_net(), spikes(10, 3000))
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, old)
     assert_nothing_left(before)
 
 
